@@ -1,0 +1,39 @@
+# The developer's and CI's entry points; see README.rst.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint bench run clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+SOURCES := $(shell find linkrouter twisted -name '*.py' -o -name py.typed)
+
+# A regular install, not an editable one: twistd finds plugins only in real twisted/plugins
+# directories on sys.path, which a PEP 660 editable install does not provide. Any change to
+# the sources reinstalls the project, so twistd never runs stale code.
+$(VENV)/.dependencies: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet '.[test]'
+	touch $@
+
+$(STAMP): $(VENV)/.dependencies $(SOURCES)
+	$(BIN)/python -m pip install --quiet --no-deps .
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict linkrouter
+
+test: lint
+	$(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_codec.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	find . -name dropin.cache -delete

@@ -1,0 +1,205 @@
+# -*- test-case-name: tests.test_cli -*-
+"""
+The C{linkrouter} command: keys, and signing and checking single links by hand.
+
+Usage errors exit 2 and failures exit 1, each with one line on standard error, so scripts
+and operators can tell a typo from a link that does not verify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from datetime import UTC, datetime
+from typing import NoReturn, TextIO
+from urllib.parse import urlsplit
+
+from twisted.python.filepath import FilePath
+
+from . import __version__
+from .codec import Kind, Part, Refusal, TargetRefused, sign, verify
+from .keyfile import load_keyring, save_keyring
+from .keys import Keyring, KeyringInvalid, new_key
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Failure(Exception):
+    """
+    The command could not do what was asked; the message is the one line to print.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose usage errors are one line on standard error, exit status 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _load(path: str) -> Keyring:
+    try:
+        return load_keyring(FilePath(path))
+    except KeyringInvalid as error:
+        raise _Failure(str(error)) from None
+
+
+def _keygen(options: argparse.Namespace, out: TextIO) -> None:
+    path = FilePath(options.keyring)
+    created = _utc(int(time.time()))
+    if path.exists() or path.islink():
+        keyring = _load(options.keyring)
+        previous = keyring.active
+        key = new_key(keyring.by_id, created)
+        keyring = keyring.rotated(key)
+        message = (
+            f"added key {key.key_id}, now active; key {previous.key_id} verifies only "
+            f"(its links keep working)"
+        )
+    else:
+        if not path.parent().isdir():
+            raise _Failure(f"directory {path.parent().path} does not exist; create it first")
+        key = new_key(None, created)
+        keyring = Keyring((key,))
+        message = f"created keyring {path.path} with active key {key.key_id}"
+    try:
+        save_keyring(keyring, path)
+    except OSError as error:
+        raise _Failure(f"cannot write keyring {path.path}: {error.strerror}") from None
+    print(message, file=out)
+
+
+def _sign(options: argparse.Namespace, out: TextIO) -> None:
+    if options.open == (options.target is not None):
+        raise _Failure("give a TARGET to sign, or --open for an open pixel (not both)")
+    keyring = _load(options.keyring)
+    issued_at = int(time.time()) if options.issued_at is None else options.issued_at
+    link_id = options.link_id or secrets.token_urlsafe(12)
+    try:
+        link = sign(
+            options.target,
+            keyring.active,
+            link_id,
+            Part.TEXT if options.text else Part.HTML,
+            issued_at,
+            base=options.base,
+            kind=Kind.OPEN if options.open else Kind.CLICK,
+        )
+    except TargetRefused as error:
+        raise _Failure(f"not signed: {error}") from None
+    except ValueError as error:
+        raise _Failure(str(error)) from None
+    print(link, file=out)
+
+
+def _verify(options: argparse.Namespace, out: TextIO) -> None:
+    keyring = _load(options.keyring)
+    tracked: str = options.tracked
+    path = tracked if tracked.startswith("/") else urlsplit(tracked).path
+    result = verify(path, keyring.by_id)
+    if isinstance(result, Refusal):
+        raise _Failure(f"refused: {result.value}")
+    key = keyring.by_id[result.key_id]
+    fields = [
+        ("target", result.target if result.target is not None else "(none: an open pixel)"),
+        ("kind", result.kind.value),
+        ("part", result.part.value),
+        ("key", f"{key.key_id} ({key.state.value})"),
+        ("link id", result.link_id),
+        ("issued at", f"{_utc(result.issued_at)} ({result.issued_at})"),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<11}{value}", file=out)
+
+
+def _seconds(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="linkrouter",
+        description="Sign and check tracked links, and manage their keys.",
+    )
+    parser.add_argument("--version", action="version", version=f"linkrouter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="create a keyring, or add a new active key to it",
+        description=(
+            "Create KEYRING (mode 0600) with one active key, or add a new active key to it; "
+            "the previous active key becomes verify-only, so its links keep working."
+        ),
+    )
+    keygen.add_argument("keyring", metavar="KEYRING", help="the keyring file")
+    keygen.set_defaults(run=_keygen)
+
+    signing = commands.add_parser(
+        "sign",
+        help="print the tracked link for a URL",
+        description="Print the tracked link for TARGET, signed with the keyring's active key.",
+    )
+    signing.add_argument("--keyring", required=True, help="the keyring file")
+    signing.add_argument("--base", required=True, help="the router's origin, https://HOST[:PORT]")
+    signing.add_argument("--link-id", help="the LinkID (default: 16 random characters)")
+    signing.add_argument("--text", action="store_true", help="the link is in the Text part")
+    signing.add_argument("--open", action="store_true", help="an open pixel, not a click link")
+    signing.add_argument(
+        "--issued-at", type=_seconds, metavar="SECONDS", help="issue time (default: now)"
+    )
+    signing.add_argument("target", metavar="TARGET", nargs="?", help="the http(s) URL")
+    signing.set_defaults(run=_sign)
+
+    verifying = commands.add_parser(
+        "verify",
+        help="check a tracked link and print what it says",
+        description="Check TRACKED (a link or its path) and print its target and fields.",
+    )
+    verifying.add_argument("--keyring", required=True, help="the keyring file")
+    verifying.add_argument("tracked", metavar="TRACKED", help="the tracked link")
+    verifying.set_defaults(run=_verify)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """
+    Run the command in C{argv} (default: the process's arguments); return its exit status.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = _parser()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            options = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a usage error already printed
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    run: Callable[[argparse.Namespace, TextIO], None] = options.run
+    try:
+        run(options, out)
+    except _Failure as failure:
+        print(f"linkrouter {options.command}: {failure}", file=err)
+        return EXIT_FAILURE
+    return 0
+
+
+def _console() -> NoReturn:
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""
+Tests for L{linkrouter.resource} and L{linkrouter.tap.QuietSite}: the answers of links.md,
+driven through a real L{Site} over an in-memory transport.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import Request
+
+from linkrouter.codec import Kind, Part, TrackedLink, sign
+from linkrouter.keys import Key, KeyState
+from linkrouter.resource import NOT_FOUND_PAGE, PIXEL, LinkResource
+from linkrouter.tap import QuietSite
+
+KEY = Key("k1", b"\x01" * 32, KeyState.ACTIVE)
+REVOKED = Key("k0", b"\x02" * 32, KeyState.ACTIVE)
+BASE = "https://click.example"
+TARGET = "https://example.com/reset?token=s3cret&x=1"
+
+
+def path_of(link: str) -> str:
+    return urlsplit(link).path
+
+
+class Response:
+    """
+    One parsed HTTP/1.1 response.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            self.headers[name.strip().lower()] = value.strip()
+
+
+class LinkResourceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.hits: list[tuple[TrackedLink, bytes]] = []
+        revoked = Key(REVOKED.key_id, REVOKED.secret, KeyState.REVOKED)
+        keys = {KEY.key_id: KEY, revoked.key_id: revoked}
+        self.site = QuietSite(LinkResource(lambda: keys, self.record), reactor=Clock())
+        self.link = sign(TARGET, KEY, "L1", Part.HTML, 1764780000, base=BASE)
+
+    def record(self, link: TrackedLink, request: Request) -> None:
+        self.assertTrue(request.finished, "a hit is recorded only after the response is sent")
+        self.hits.append((link, request.method))
+
+    def request(self, path: str | bytes, method: bytes = b"GET") -> Response:
+        raw_path = path.encode("latin-1") if isinstance(path, str) else path
+        protocol = self.site.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            method + b" " + raw_path + b" HTTP/1.1\r\nHost: click.example\r\n"
+            b"User-Agent: test\r\n\r\n"
+        )
+        return Response(transport.value())
+
+    def assertCommonHeaders(self, response: Response) -> None:
+        self.assertEqual(response.headers[b"strict-transport-security"], b"max-age=63072000")
+
+    def test_clickRedirects(self) -> None:
+        """
+        A valid click link answers 302 to exactly the signed target, with an empty body,
+        no-store, no-referrer and HSTS, and is recorded once, after the response.
+        """
+        response = self.request(path_of(self.link))
+        self.assertEqual(response.status, 302)
+        self.assertEqual(response.headers[b"location"], TARGET.encode())
+        self.assertEqual(response.headers[b"cache-control"], b"no-store")
+        self.assertEqual(response.headers[b"referrer-policy"], b"no-referrer")
+        self.assertEqual(response.body, b"")
+        self.assertCommonHeaders(response)
+        self.assertEqual([(hit.link_id, method) for hit, method in self.hits], [("L1", b"GET")])
+
+    def test_headRedirects(self) -> None:
+        """
+        HEAD of a valid link answers the same 302, and counts as a hit with its method.
+        """
+        response = self.request(path_of(self.link), b"HEAD")
+        self.assertEqual(response.status, 302)
+        self.assertEqual(response.headers[b"location"], TARGET.encode())
+        self.assertEqual([method for _, method in self.hits], [b"HEAD"])
+
+    def test_queryDoesNotChangeDestination(self) -> None:
+        """
+        A query string appended to a valid link changes nothing about where it goes.
+        """
+        response = self.request(path_of(self.link) + "?next=https://evil.example/")
+        self.assertEqual(response.headers[b"location"], TARGET.encode())
+
+    def test_openPixel(self) -> None:
+        """
+        A valid open-pixel link answers 200 with the 43-byte transparent GIF, no-store.
+        """
+        link = sign(None, KEY, "P1", Part.HTML, 1764780000, base=BASE, kind=Kind.OPEN)
+        response = self.request(path_of(link))
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, PIXEL)
+        self.assertEqual(len(PIXEL), 43)
+        self.assertEqual(response.headers[b"content-type"], b"image/gif")
+        self.assertEqual(response.headers[b"cache-control"], b"no-store")
+        self.assertCommonHeaders(response)
+        self.assertEqual([hit.kind for hit, _ in self.hits], [Kind.OPEN])
+
+    def test_everyRefusalLooksTheSame(self) -> None:
+        """
+        Tampered, malformed, unknown-key and revoked-key links all get the same fixed 404
+        page, with HSTS, and none is recorded.
+        """
+        revoked_link = sign(TARGET, REVOKED, "L2", Part.HTML, 1, base=BASE)
+        path = path_of(self.link)
+        cases = [
+            path[:-1] + ("A" if path[-1] != "A" else "B"),
+            path.replace("/k1/", "/zz/"),
+            path + "/",
+            "/",
+            "/favicon.ico",
+            path_of(revoked_link),
+            "/1s/%ff%fe%0d%0a/k1/L1/A/AAAAAAAAAAAAAAAA",
+        ]
+        for case in cases:
+            response = self.request(case)
+            self.assertEqual(response.status, 404, case)
+            self.assertEqual(response.body, NOT_FOUND_PAGE)
+            self.assertNotIn(b"location", response.headers)
+            self.assertCommonHeaders(response)
+        self.assertEqual(self.hits, [])
+
+    def test_controlBytesRefusedByHttpLayer(self) -> None:
+        """
+        A NUL or a byte over 0x7F in the request line never reaches the resource: Twisted
+        answers 400.
+        """
+        for raw in [b"/1s/a\x00b/k1/L1/A/AAAAAAAAAAAAAAAA", b"/1s/\xff\xfe/k1/L1/A/AAAA"]:
+            self.assertEqual(self.request(raw).status, 400)
+        self.assertEqual(self.hits, [])
+
+    def test_otherMethods(self) -> None:
+        """
+        Methods other than GET and HEAD answer 405 with Allow, even for a valid link, and
+        record nothing.
+        """
+        for method in [b"POST", b"PUT", b"DELETE", b"OPTIONS", b"TRACE", b"PATCH"]:
+            response = self.request(path_of(self.link), method)
+            self.assertEqual(response.status, 405, method)
+            self.assertEqual(response.headers[b"allow"], b"GET, HEAD")
+            self.assertCommonHeaders(response)
+        self.assertEqual(self.hits, [])
+
+    def test_healthz(self) -> None:
+        """
+        /healthz answers 200 ok, with HSTS.
+        """
+        response = self.request("/healthz")
+        self.assertEqual((response.status, response.body), (200, b"ok\n"))
+        self.assertCommonHeaders(response)
+
+    def test_nothingLogged(self) -> None:
+        """
+        Serving links logs nothing that holds a path, a destination or a query.
+        """
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            self.request(path_of(self.link) + "?q=s3cret")
+            self.request("/1s/s3cret/x")
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        text = repr(events)
+        for secret in ["s3cret", "example.com", "reset"]:
+            self.assertNotIn(secret, text)
