@@ -6,8 +6,8 @@ A destination is signed only if a browser would treat it, with no base URL, as a
 C{http:} or C{https:} URL with a host, and only in the form a WHATWG URL parser (C{ada-url})
 gives it: IRIs become URIs (IDNA host, percent-encoded non-ASCII), so the signed target is the
 exact, ASCII C{Location} value the router will send. Forms a browser accepts but a person would
-not recognise (userinfo, backslashes, integer or octal IPv4 hosts, missing slashes) are refused:
-such links are left untracked rather than signed.
+not recognise (userinfo, backslashes in the host part, integer or octal IPv4 hosts, invalid
+punycode, missing slashes) are refused: such links are left untracked rather than signed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ada_url import normalize_url
+from ada_url import idna_to_ascii, normalize_url
 
 __all__ = ["MAX_TARGET_LENGTH", "TargetRefused", "normalize_target"]
 
@@ -42,6 +42,22 @@ def _is_visible(text: str) -> bool:
     or unassigned character: nothing that can hide what a link says or split a header.
     """
     return text.isprintable() and " " not in text
+
+
+def _is_valid_punycode(label: str) -> bool:
+    """
+    Whether a label is not punycode, or is punycode that IDNA would produce itself.
+
+    The WHATWG parser passes C{xn--} labels through unchecked; a browser refuses those that
+    do not decode to a valid name, so they are refused here too.
+    """
+    if not label.startswith("xn--"):
+        return True
+    try:
+        name = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return False
+    return bool(name) and idna_to_ascii(name).decode("ascii") == label
 
 
 def _authority_host(authority: str) -> str:
@@ -98,9 +114,11 @@ def normalize_target(raw: str) -> str:
     elif host[0] != "[":
         if host[0] == "." or ".." in host:
             raise TargetRefused(f"the host {host!r} has an empty label")
+        if "xn--" in host and not all(map(_is_valid_punycode, host.split("."))):
+            raise TargetRefused(f"the host {host!r} has an invalid punycode (xn--) label")
         # Only a long host can hold a label over 63 characters: split only then.
         if len(host) > _MAX_LABEL and (
-            len(host) > _MAX_HOST or max(map(len, host.split("."))) > _MAX_LABEL
+            len(host.removesuffix(".")) > _MAX_HOST or max(map(len, host.split("."))) > _MAX_LABEL
         ):
             raise TargetRefused("the host name is too long (DNS allows 63 per label, 253 in all)")
     if not (href.isascii() and _is_visible(href)):
