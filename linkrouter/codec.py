@@ -55,6 +55,10 @@ MAX_ISSUED_AT = 64**8 - 1
 
 _DOMAIN = b"linkrouter tracked link v1\x00"
 
+# An issued link is at most 2,000 characters; an intermediary may escape every character of
+# it (3 characters each). Anything longer is refused before any parsing.
+_MAX_PATH_LENGTH = 3 * MAX_LINK_LENGTH
+
 
 class Kind(Enum):
     """
@@ -298,6 +302,8 @@ def verify(path: str, keys: Mapping[str, Key]) -> TrackedLink | Refusal:
     key is found with one dictionary lookup. Nothing of the request but C{path} is consulted,
     so nothing else can change where the link goes.
     """
+    if len(path) > _MAX_PATH_LENGTH:
+        return Refusal.MALFORMED
     match = _CLICK_PATH.fullmatch(path)
     if match is not None:
         prefix, readable, key_id, link_id, issued, tag = match.groups()
@@ -309,6 +315,8 @@ def verify(path: str, keys: Mapping[str, Key]) -> TrackedLink | Refusal:
             except KeyError:  # a bad escape, or one of a byte no target can hold
                 return Refusal.MALFORMED
         href = layout.scheme + readable
+        if len(href) > MAX_LINK_LENGTH:
+            return Refusal.MALFORMED  # no issued link holds a target this long
         target: str | None = href
     else:
         match = _OPEN_PATH.fullmatch(path)
