@@ -37,3 +37,13 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache .hypothesis build *.egg-info
 	find . -name dropin.cache -delete
+
+# A router on loopback with development material made once under var/dev/; Ctrl-C stops it.
+run: $(STAMP)
+	@$(BIN)/linkrouter devenv var/dev
+	@$(BIN)/linkrouter sign --keyring var/dev/keyring.json --base https://localhost:8443 \
+		https://example.com/ > var/dev/sample-link
+	@echo "sample tracked link: $$(cat var/dev/sample-link)"
+	@echo "try: curl --cacert var/dev/ca.pem -I $$(cat var/dev/sample-link)"
+	@echo "metrics: http://127.0.0.1:9110/metrics"
+	$(BIN)/twistd -n --pidfile= linkrouter --config var/dev/linkrouter.toml

@@ -22,6 +22,9 @@ from twisted.python.filepath import FilePath
 
 from . import __version__
 from .codec import Kind, Part, Refusal, TargetRefused, sign, verify
+from .devenv import make_devenv
+from .event import decode_line
+from .journaltool import follow, format_event, verify_journal
 from .keyfile import load_keyring, save_keyring
 from .keys import Keyring, KeyringInvalid, new_key
 
@@ -125,6 +128,47 @@ def _verify(options: argparse.Namespace, out: TextIO) -> None:
         print(f"{name + ':':<11}{value}", file=out)
 
 
+def _journal_directory(options: argparse.Namespace) -> FilePath[str]:
+    directory = FilePath(options.directory)
+    if not directory.isdir():
+        raise _Failure(f"{directory.path} is not a journal directory")
+    return directory
+
+
+def _journal_verify(options: argparse.Namespace, out: TextIO) -> None:
+    report = verify_journal(_journal_directory(options))
+    for problem in report.problems:
+        print(problem, file=out)
+    if report.torn_tail:
+        print(f"{report.torn_tail} (cut by the router at start)", file=out)
+    if not report.ok:
+        raise _Failure(f"{len(report.problems)} problem(s) in {report.events} good events")
+    print(f"ok: {report.events} events, checksums and sequence numbers intact", file=out)
+
+
+def _journal_tail(options: argparse.Namespace, out: TextIO) -> None:
+    directory = _journal_directory(options)
+    try:
+        for line in follow(directory, options.lines, options.follow):
+            if options.json:
+                out.write(line.decode("utf-8"))
+            else:
+                event = decode_line(line)
+                assert event is not None
+                print(format_event(event), file=out)
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _devenv(options: argparse.Namespace, out: TextIO) -> None:
+    directory = FilePath(options.directory)
+    made = make_devenv(directory, options.port, options.admin_port)
+    config = directory.child("linkrouter.toml").path
+    print(f"{'made' if made else 'kept'} development material in {directory.path}", file=out)
+    print(f"run: twistd -n linkrouter --config {config}", file=out)
+
+
 def _seconds(text: str) -> int:
     try:
         return int(text)
@@ -175,6 +219,43 @@ def _parser() -> _Parser:
     verifying.add_argument("--keyring", required=True, help="the keyring file")
     verifying.add_argument("tracked", metavar="TRACKED", help="the tracked link")
     verifying.set_defaults(run=_verify)
+
+    journal = commands.add_parser(
+        "journal",
+        help="read a router's click journal",
+        description="Read a router's click journal (safe beside a running router).",
+    )
+    journal_commands = journal.add_subparsers(dest="journal_command", required=True)
+    tail = journal_commands.add_parser(
+        "tail",
+        help="print the newest events, and follow new ones with -f",
+        description="Print the newest events of JOURNAL_DIR; with -f, follow new ones.",
+    )
+    tail.add_argument("directory", metavar="JOURNAL_DIR")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="events to print first")
+    tail.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    tail.set_defaults(run=_journal_tail)
+    check = journal_commands.add_parser(
+        "verify",
+        help="check every line's checksum and sequence",
+        description="Check every line's checksum and sequence number in JOURNAL_DIR; exit 1 "
+        "if a line is corrupt or a sequence number is out of order.",
+    )
+    check.add_argument("directory", metavar="JOURNAL_DIR")
+    check.set_defaults(run=_journal_verify)
+
+    devenv = commands.add_parser(
+        "devenv",
+        help="make development material: a local CA, certificate, keyring and config",
+        description="Make, once, what a router on loopback needs in DIRECTORY: a local CA "
+        "(ca.pem), a certificate for localhost, a keyring and linkrouter.toml. Not for "
+        "production.",
+    )
+    devenv.add_argument("directory", metavar="DIRECTORY")
+    devenv.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
+    devenv.add_argument("--admin-port", type=int, default=9110, help="metrics port (default 9110)")
+    devenv.set_defaults(run=_devenv)
     return parser
 
 
@@ -196,7 +277,10 @@ def main(
     try:
         run(options, out)
     except _Failure as failure:
-        print(f"linkrouter {options.command}: {failure}", file=err)
+        command = " ".join(
+            filter(None, [options.command, getattr(options, "journal_command", "")])
+        )
+        print(f"linkrouter {command}: {failure}", file=err)
         return EXIT_FAILURE
     return 0
 

@@ -268,7 +268,7 @@ def sign(
         raise ValueError(f"key {key.key_id!r} is {key.state.value}; only the active key signs")
     if not LINK_ID_PATTERN.fullmatch(link_id):
         raise ValueError(f"the LinkID {link_id!r} is not 1 to 32 characters of A-Z a-z 0-9 - _")
-    if isinstance(issued_at, bool) or not 0 <= issued_at <= MAX_ISSUED_AT:
+    if type(issued_at) is not int or not 0 <= issued_at <= MAX_ISSUED_AT:
         raise ValueError(f"the issue time {issued_at!r} is not in 0..{MAX_ISSUED_AT}")
     origin = _checked_base(base)
     if kind is Kind.OPEN:

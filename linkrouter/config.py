@@ -3,22 +3,25 @@
 The router's TOML configuration, checked completely before anything starts.
 
 Every problem stops start-up with one line naming the key, the bad value and the fix: a
-misconfigured router must fail when it is deployed, not at its first click.
+misconfigured router must fail when it is deployed, not at its first click. Every key and
+its default is listed in C{docs/configuration.rst}.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
-__all__ = ["ConfigError", "RouterConfig", "load_config"]
+from .event import IPStorage
 
-_LOOPBACK_NAMES = {"localhost"}
+__all__ = ["ConfigError", "RouterConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -30,30 +33,29 @@ class ConfigError(ValueError):
 @frozen
 class RouterConfig:
     """
-    What the router was told to do.
+    What the router was told to do; paths are absolute.
     """
 
+    router_id: str
     keyring: FilePath[str]
+    journal_directory: FilePath[str]
     listen_host: str = "127.0.0.1"
-    listen_port: int = 8080
-
-
-_KNOWN: Mapping[str, type] = {"keyring": str, "listen": dict}
-_KNOWN_LISTEN: Mapping[str, type] = {"host": str, "port": int}
-
-
-def _typed(table: dict[str, Any], known: Mapping[str, type], where: str) -> None:
-    for name, value in table.items():
-        if name not in known:
-            raise ConfigError(
-                f"{where}{name}: unknown key; the known keys are {', '.join(sorted(known))}"
-            )
-        if not isinstance(value, known[name]) or isinstance(value, bool):
-            raise ConfigError(f"{where}{name}: {value!r} is not a {known[name].__name__}")
+    listen_port: int = 443
+    tls: bool = True
+    certificate: FilePath[str] | None = None
+    private_key: FilePath[str] | None = None
+    drain_seconds: float = 0.0
+    fsync_interval: float | None = 0.2
+    segment_bytes: int = 64 * 1024 * 1024
+    segment_seconds: float = 3600.0
+    queue_size: int = 10_000
+    ip_storage: IPStorage = IPStorage.FULL
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = 9110
 
 
 def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -61,9 +63,136 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _host(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if value != "localhost":
+            raise ValueError("is not an IP address (or localhost)") from None
+    return value
+
+
+def _port(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ValueError("is not a port number (0 to 65535)")
+    return value
+
+
+def _positive(kind: type) -> Callable[[object], Any]:
+    def check(value: object) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("is not a number")
+        if value <= 0 or (kind is int and not isinstance(value, int)):
+            raise ValueError(f"is not a positive {'whole ' if kind is int else ''}number")
+        return value
+
+    return check
+
+
+def _string(pattern: str, hint: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise ValueError(f"is not {hint}")
+        return value
+
+    return check
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("is not true or false")
+    return value
+
+
+def _fsync(value: object) -> float | None:
+    if value == "always":
+        return 0.0
+    if value == "never":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 10:
+        return float(value)
+    raise ValueError('is not "always", "never" or seconds between 0 and 10')
+
+
+def _ip_storage(value: object) -> IPStorage:
+    try:
+        return IPStorage(value)
+    except ValueError:
+        raise ValueError('is not "full", "truncated" or "none"') from None
+
+
+_PATH = _string(r".+", "a path")
+
+# section -> key -> (RouterConfig field, check)
+_SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
+    "": {
+        "router_id": (
+            "router_id",
+            _string(r"[A-Za-z0-9._-]{1,64}", "1 to 64 of A-Z a-z 0-9 . _ -"),
+        ),
+        "keyring": ("keyring", _PATH),
+    },
+    "listen": {
+        "host": ("listen_host", _host),
+        "port": ("listen_port", _port),
+        "tls": ("tls", _boolean),
+        "certificate": ("certificate", _PATH),
+        "private_key": ("private_key", _PATH),
+        "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else _positive(float)(v)),
+    },
+    "journal": {
+        "directory": ("journal_directory", _PATH),
+        "fsync": ("fsync_interval", _fsync),
+        "segment_bytes": ("segment_bytes", _positive(int)),
+        "segment_seconds": ("segment_seconds", _positive(float)),
+        "queue_size": ("queue_size", _positive(int)),
+        "ip_storage": ("ip_storage", _ip_storage),
+    },
+    "admin": {
+        "host": ("admin_host", _host),
+        "port": ("admin_port", lambda v: None if v is False else _port(v)),
+    },
+}
+_REQUIRED = {
+    "router_id": "router_id",
+    "keyring": "keyring",
+    "journal_directory": "journal.directory",
+}
+_PATH_FIELDS = {"keyring", "journal_directory", "certificate", "private_key"}
+
+
+def _values(document: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in _SCHEMA and name:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}]: must be a table")
+            table, prefix = value, f"{name}."
+            schema = _SCHEMA[name]
+        elif name in _SCHEMA[""]:
+            table, prefix, schema = {name: value}, "", _SCHEMA[""]
+        else:
+            known = sorted([*_SCHEMA[""], *(f"[{s}]" for s in _SCHEMA if s)])
+            raise ConfigError(f"{name}: unknown key; the known ones are {', '.join(known)}")
+        for key, item in table.items():
+            if key not in schema:
+                raise ConfigError(
+                    f"{prefix}{key}: unknown key; [{name}] knows {', '.join(sorted(schema))}"
+                )
+            field_name, check = schema[key]
+            try:
+                values[field_name] = check(item)
+            except ValueError as error:
+                raise ConfigError(f"{prefix}{key}: {item!r} {error}") from None
+    return values
+
+
 def load_config(path: FilePath[str]) -> RouterConfig:
     """
-    Read and check the configuration file at C{path}.
+    Read and check the configuration file at C{path}; relative paths in it are taken from
+    the file's directory.
 
     @raise ConfigError: the file is missing or invalid.
     """
@@ -75,23 +204,28 @@ def load_config(path: FilePath[str]) -> RouterConfig:
         document = tomllib.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"config {path.path} is not valid TOML: {error}") from None
-    _typed(document, _KNOWN, "")
-    if "keyring" not in document:
-        raise ConfigError("keyring: missing; give the path of the keyring file")
-    listen = document.get("listen", {})
-    _typed(listen, _KNOWN_LISTEN, "listen.")
-    config = RouterConfig(
-        keyring=path.parent().preauthChild(document["keyring"])
-        if not document["keyring"].startswith("/")
-        else FilePath(document["keyring"]),
-        listen_host=listen.get("host", "127.0.0.1"),
-        listen_port=listen.get("port", 8080),
-    )
-    if not 0 <= config.listen_port <= 65535:
-        raise ConfigError(f"listen.port: {config.listen_port} is not a port (0 to 65535)")
-    if not _is_loopback(config.listen_host):
+    values = _values(document)
+    for field_name, key in _REQUIRED.items():
+        if field_name not in values:
+            raise ConfigError(f"{key}: missing; see docs/configuration.rst")
+    for field_name in _PATH_FIELDS & values.keys():
+        # os.path.join keeps an absolute path as it is and resolves a relative one here
+        values[field_name] = FilePath(
+            os.path.abspath(os.path.join(path.parent().path, values[field_name]))
+        )
+    config = RouterConfig(**values)
+    if config.tls and (config.certificate is None or config.private_key is None):
         raise ConfigError(
-            f"listen.host: {config.listen_host!r} is not a loopback address; this version "
-            "serves plain HTTP, which is only for loopback (use 127.0.0.1 or ::1)"
+            "listen.certificate and listen.private_key: required with TLS; or set "
+            "listen.tls = false on a loopback address"
+        )
+    if not config.tls and not _is_loopback(config.listen_host):
+        raise ConfigError(
+            f"listen.tls: false is only allowed on a loopback address, not "
+            f"{config.listen_host!r}; recipients' links must be HTTPS"
+        )
+    if config.admin_port is not None and not _is_loopback(config.admin_host):
+        raise ConfigError(
+            f"admin.host: {config.admin_host!r} is not loopback; metrics stay on loopback"
         )
     return config

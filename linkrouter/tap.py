@@ -1,30 +1,43 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-C{twistd linkrouter}: the Link Router's service, composed from its configuration.
+C{twistd linkrouter}: the Link Router's services, composed from its configuration.
 
-Only this module, the application's entry point, touches the global reactor.
+Only this module, the application's entry point, touches the global reactor. Start-up reads
+and checks everything (config, keyring, certificate, journal directory) before listening, so
+a bad deployment fails at once with one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from functools import partial
+from typing import Any, ClassVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
 from twisted.web.http import Request
 from twisted.web.server import Site
 
 from .config import ConfigError, RouterConfig, load_config
+from .journal import JournalError, SegmentJournal
+from .journalservice import JournalService, RunBlocking
 from .keyfile import load_keyring
 from .keys import Key, KeyringInvalid
+from .metrics import MetricsResource, RouterMetrics
 from .resource import LinkResource
+from .tls import TLSError, server_options
 
-__all__ = ["Options", "QuietSite", "build_service", "makeService"]
+__all__ = ["Options", "QuietSite", "RouterService", "build_service", "makeService"]
+
+CLIENT_TIMEOUT = 30
+"""Seconds an idle or slow client may hold a connection."""
 
 
 class Options(usage.Options):
@@ -51,23 +64,117 @@ class QuietSite(Site):
         pass
 
 
-def build_service(config: RouterConfig, reactor: IReactorTCP) -> MultiService:
+class RouterService(MultiService):
     """
-    The router's services for C{config}; the keyring is loaded now, so a bad one stops
-    start-up.
+    The router: journal, public listener and admin listener, started in that order.
+
+    C{MultiService} stops its children all at once; a router must stop in order, so that no
+    click is lost: C{/healthz} turns 503 (the balancer moves traffic away), the public
+    listener closes after C{drain_seconds}, then the journal writes out its queue and fsyncs,
+    then the journal's thread and the admin listener stop.
+    """
+
+    def __init__(
+        self,
+        resource: LinkResource,
+        journal: JournalService,
+        public: StreamServerEndpointService,
+        admin: StreamServerEndpointService | None,
+        pool: ThreadPool | None,
+        clock: Any,
+        drain_seconds: float,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.resource = resource
+        self.journal = journal
+        self.public = public
+        self.admin = admin
+        self._pool = pool
+        self._clock = clock
+        self._drain_seconds = drain_seconds
+        for child in [journal, public, admin]:
+            if child is not None:
+                child.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        if self._pool is not None:
+            self._pool.start()
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        self.running = 0
+        self.resource.draining = True
+        return Deferred.fromCoroutine(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        try:
+            if self._drain_seconds:
+                await deferLater(self._clock, self._drain_seconds)
+            await maybeDeferred(self.public.stopService)
+            await self.journal.stopService()
+            if self.admin is not None:
+                await maybeDeferred(self.admin.stopService)
+        finally:
+            if self._pool is not None:
+                self._pool.stop()
+
+
+def build_service(
+    config: RouterConfig, reactor: Any, run_blocking: RunBlocking | None = None
+) -> RouterService:
+    """
+    The router for C{config}; everything is loaded and checked now, so a bad keyring,
+    certificate or journal directory stops start-up.
+
+    @param run_blocking: how the journal's disk work runs; by default on a thread of its own.
     """
     keys: Mapping[str, Key] = load_keyring(config.keyring).by_id
-    site = QuietSite(LinkResource(lambda: keys))  # type: ignore[no-untyped-call]
-    endpoint_type = TCP6ServerEndpoint if ":" in config.listen_host else TCP4ServerEndpoint
-    endpoint = endpoint_type(reactor, config.listen_port, interface=config.listen_host)
-    root = MultiService()
-    listener = StreamServerEndpointService(endpoint, site)
-    listener._raiseSynchronously = True
-    listener.setServiceParent(root)
-    return root
+    segments = SegmentJournal(
+        config.journal_directory,
+        segment_bytes=config.segment_bytes,
+        segment_seconds=config.segment_seconds,
+    )
+    segments.check()
+    metrics = RouterMetrics()
+    pool = None
+    if run_blocking is None:
+        pool = ThreadPool(minthreads=1, maxthreads=1, name="linkrouter-journal")
+        run_blocking = partial(deferToThreadPool, reactor, pool)
+    journal = JournalService(
+        segments,
+        config.router_id,
+        reactor,
+        run_blocking,
+        fsync_interval=config.fsync_interval,
+        queue_size=config.queue_size,
+        ip_storage=config.ip_storage,
+        on_fsync=metrics.fsync.observe,
+    )
+    metrics.watch(journal)
+    resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
+    site = QuietSite(resource, timeout=CLIENT_TIMEOUT)  # type: ignore[no-untyped-call]
+    if config.tls:
+        assert config.certificate is not None and config.private_key is not None
+        options = server_options(config.certificate, config.private_key)
+        endpoint: Any = SSL4ServerEndpoint(
+            reactor, config.listen_port, options, interface=config.listen_host
+        )
+    else:
+        endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
+    public = StreamServerEndpointService(endpoint, site)
+    public._raiseSynchronously = True
+    admin = None
+    if config.admin_port is not None:
+        admin_site = QuietSite(MetricsResource(metrics))  # type: ignore[no-untyped-call]
+        admin = StreamServerEndpointService(
+            TCP4ServerEndpoint(reactor, config.admin_port, interface=config.admin_host),
+            admin_site,
+        )
+        admin._raiseSynchronously = True
+    return RouterService(resource, journal, public, admin, pool, reactor, config.drain_seconds)
 
 
-def makeService(options: Options) -> MultiService:
+def makeService(options: Options) -> RouterService:
     """
     The entry point twistd calls: read the configuration and build the router.
     """
@@ -76,5 +183,5 @@ def makeService(options: Options) -> MultiService:
     try:
         config = load_config(FilePath(options["config"]))
         return build_service(config, reactor)
-    except (ConfigError, KeyringInvalid) as error:
+    except (ConfigError, KeyringInvalid, TLSError, JournalError) as error:
         raise SystemExit(f"linkrouter: {error}") from None

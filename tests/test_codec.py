@@ -41,7 +41,7 @@ BASE = "https://click.example"
 KEY_A = Key("kA", bytes(range(32)), KeyState.ACTIVE)
 KEY_B = Key("kB", bytes(range(1, 33)), KeyState.VERIFY)
 KEY_TWIN = Key("twin", KEY_A.secret, KeyState.VERIFY)  # key A's secret under another id
-KEY_GONE = Key("gone", b"g" * 40, KeyState.ACTIVE)  # signs in setUp; revoked in KEYS
+KEY_GONE = Key("gone", b"g" * 40, KeyState.ACTIVE)  # signs links; KEYS holds it revoked
 KEYS: dict[str, Key] = {
     "kA": KEY_A,
     "kB": KEY_B,
@@ -151,6 +151,9 @@ class CountingMapping(Mapping[str, Key]):
     """
 
     def __init__(self, keys: dict[str, Key]) -> None:
+        """
+        Wrap C{keys}, with no lookup counted yet.
+        """
         self._keys = keys
         self.lookups = 0
         self.scans = 0
@@ -160,6 +163,9 @@ class CountingMapping(Mapping[str, Key]):
         return self._keys[key_id]
 
     def get(self, key_id: str, default: Key | None = None) -> Key | None:  # type: ignore[override]
+        """
+        One counted lookup, without going through __getitem__.
+        """
         self.lookups += 1
         return self._keys.get(key_id, default)
 
@@ -544,7 +550,11 @@ def _reencodings(decoded: str) -> st.SearchStrategy[str]:
     """
 
     def spellings(character: str) -> list[str]:
-        high, low = f"{ord(character):02X}"
+        """
+        Every way a segment may write C{character}.
+        """
+        code = f"{ord(character):02X}"
+        high, low = code[0], code[1]
         escapes = sorted({f"%{h}{lo}" for h in {high, high.lower()} for lo in {low, low.lower()}})
         if character in _UNRESERVED or character in _SUB_DELIMS:
             return [character, *escapes]
@@ -559,15 +569,24 @@ class EquivalentEncodingTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        """
+        Sign a target with unreserved characters, sub-delims, escapes and a fragment.
+        """
         self.target = "https://ex-ample.com/~A/a%2Fb/:@!$&'()*+,;=?q=1&r=%41#f/~"
         self.path = path_of(sign(self.target, KEY_A, "L", Part.HTML, 5, base=BASE))
         self.expected = verify(self.path, KEYS)
         self.assertIsInstance(self.expected, TrackedLink)
 
     def readable(self) -> str:
+        """
+        The readable segment of the link as issued.
+        """
         return segments(self.path)[1]
 
     def replaced(self, readable: str) -> str:
+        """
+        The link's path with C{readable} as its readable segment.
+        """
         return with_segment(self.path, 1, readable)
 
     def test_lowerCaseHex(self) -> None:
@@ -754,11 +773,17 @@ class EncodingGameTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        """
+        Sign a link to play with.
+        """
         self.path = path_of(
             sign("https://example.com/a/b", KEY_A, "L1", Part.HTML, 1000, base=BASE)
         )
 
     def assertRefused(self, path: str) -> Refusal:
+        """
+        verify(path) is a Refusal, never a TrackedLink; return it.
+        """
         result = verify(path, KEYS)
         self.assertIsInstance(result, Refusal, repr(path))
         assert isinstance(result, Refusal)
@@ -1272,6 +1297,9 @@ class SignRefusalTests(SynchronousTestCase):
         prefix = "https://example.com/"
 
         def link_for(size: int) -> str:
+            """
+            The link for a target whose path is C{size} letters.
+            """
             return sign(prefix + "a" * size, KEY_A, "L", Part.TEXT, 1, base=BASE)
 
         size = MAX_LINK_LENGTH - len(link_for(0))
@@ -1354,6 +1382,9 @@ class LookupAndComparisonTests(SynchronousTestCase):
         original = hmac.compare_digest
 
         def recording(a: bytes | str, b: bytes | str) -> bool:
+            """
+            Record the compared values, then compare.
+            """
             calls.append(
                 (
                     a.decode("ascii") if isinstance(a, bytes) else a,

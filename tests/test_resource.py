@@ -12,9 +12,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.http import Request
 
-from linkrouter.codec import Kind, Part, TrackedLink, sign
+from linkrouter.codec import Kind, Part, sign
+from linkrouter.event import Hit
 from linkrouter.keys import Key, KeyState
 from linkrouter.resource import NOT_FOUND_PAGE, PIXEL, LinkResource
 from linkrouter.tap import QuietSite
@@ -46,26 +46,37 @@ class Response:
 
 class LinkResourceTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.hits: list[tuple[TrackedLink, bytes]] = []
+        self.hits: list[Hit] = []
+        self.outcomes: list[str] = []
         revoked = Key(REVOKED.key_id, REVOKED.secret, KeyState.REVOKED)
         keys = {KEY.key_id: KEY, revoked.key_id: revoked}
-        self.site = QuietSite(LinkResource(lambda: keys, self.record), reactor=Clock())
+        self.resource = LinkResource(
+            lambda: keys,
+            self.record,
+            lambda outcome, _: self.outcomes.append(outcome),
+            lambda: 12.5,
+        )
+        self.site = QuietSite(self.resource, reactor=Clock())
         self.link = sign(TARGET, KEY, "L1", Part.HTML, 1764780000, base=BASE)
+        self.transport = StringTransport()
 
-    def record(self, link: TrackedLink, request: Request) -> None:
-        self.assertTrue(request.finished, "a hit is recorded only after the response is sent")
-        self.hits.append((link, request.method))
+    def record(self, hit: Hit) -> None:
+        self.assertIn(b"\r\n\r\n", self.transport.value(), "the answer is written first")
+        self.hits.append(hit)
 
-    def request(self, path: str | bytes, method: bytes = b"GET") -> Response:
+    def request(
+        self, path: str | bytes, method: bytes = b"GET", agent: bytes = b"test"
+    ) -> Response:
         raw_path = path.encode("latin-1") if isinstance(path, str) else path
-        protocol = self.site.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        peer = IPv4Address("TCP", "192.0.2.7", 40000)
+        protocol = self.site.buildProtocol(peer)
+        self.transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(self.transport)
         protocol.dataReceived(
             method + b" " + raw_path + b" HTTP/1.1\r\nHost: click.example\r\n"
-            b"User-Agent: test\r\n\r\n"
+            b"User-Agent: " + agent + b"\r\n\r\n"
         )
-        return Response(transport.value())
+        return Response(self.transport.value())
 
     def assertCommonHeaders(self, response: Response) -> None:
         self.assertEqual(response.headers[b"strict-transport-security"], b"max-age=63072000")
@@ -82,7 +93,11 @@ class LinkResourceTests(SynchronousTestCase):
         self.assertEqual(response.headers[b"referrer-policy"], b"no-referrer")
         self.assertEqual(response.body, b"")
         self.assertCommonHeaders(response)
-        self.assertEqual([(hit.link_id, method) for hit, method in self.hits], [("L1", b"GET")])
+        self.assertEqual(
+            [(h.link.link_id, h.method, h.ip, h.user_agent, h.time) for h in self.hits],
+            [("L1", b"GET", "192.0.2.7", b"test", 12.5)],
+        )
+        self.assertEqual(self.outcomes, ["redirect"])
 
     def test_headRedirects(self) -> None:
         """
@@ -91,7 +106,7 @@ class LinkResourceTests(SynchronousTestCase):
         response = self.request(path_of(self.link), b"HEAD")
         self.assertEqual(response.status, 302)
         self.assertEqual(response.headers[b"location"], TARGET.encode())
-        self.assertEqual([method for _, method in self.hits], [b"HEAD"])
+        self.assertEqual([hit.method for hit in self.hits], [b"HEAD"])
 
     def test_queryDoesNotChangeDestination(self) -> None:
         """
@@ -112,7 +127,8 @@ class LinkResourceTests(SynchronousTestCase):
         self.assertEqual(response.headers[b"content-type"], b"image/gif")
         self.assertEqual(response.headers[b"cache-control"], b"no-store")
         self.assertCommonHeaders(response)
-        self.assertEqual([hit.kind for hit, _ in self.hits], [Kind.OPEN])
+        self.assertEqual([hit.link.kind for hit in self.hits], [Kind.OPEN])
+        self.assertEqual(response.headers[b"content-length"], b"43")
 
     def test_everyRefusalLooksTheSame(self) -> None:
         """
@@ -137,6 +153,7 @@ class LinkResourceTests(SynchronousTestCase):
             self.assertNotIn(b"location", response.headers)
             self.assertCommonHeaders(response)
         self.assertEqual(self.hits, [])
+        self.assertEqual(self.outcomes, ["invalid"] * len(cases))
 
     def test_controlBytesRefusedByHttpLayer(self) -> None:
         """
@@ -166,6 +183,26 @@ class LinkResourceTests(SynchronousTestCase):
         response = self.request("/healthz")
         self.assertEqual((response.status, response.body), (200, b"ok\n"))
         self.assertCommonHeaders(response)
+
+    def test_healthzWhileDraining(self) -> None:
+        """
+        Once a graceful stop begins, /healthz answers 503 draining, while links still work.
+        """
+        self.resource.draining = True
+        response = self.request("/healthz")
+        self.assertEqual((response.status, response.body), (503, b"draining\n"))
+        self.assertCommonHeaders(response)
+        self.assertEqual(self.request(path_of(self.link)).status, 302)
+
+    def test_binaryUserAgentKeptRaw(self) -> None:
+        """
+        A long, binary User-Agent reaches the journal hand-over as raw bytes; the redirect
+        is unaffected.
+        """
+        agent = bytes(range(0x21, 0x7F)) * 100 + b"\xff\xfe"
+        response = self.request(path_of(self.link), agent=agent)
+        self.assertEqual(response.status, 302)
+        self.assertEqual(self.hits[0].user_agent, agent)
 
     def test_nothingLogged(self) -> None:
         """

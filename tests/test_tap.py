@@ -1,6 +1,6 @@
 """
-Tests for L{linkrouter.tap} and L{linkrouter.config}: start-up checks, the composed service,
-and the real C{twistd linkrouter} process answering HTTP on loopback.
+Tests for L{linkrouter.tap}: the composed service, its start-up checks and its ordered stop,
+and the real C{twistd linkrouter} process answering HTTPS on loopback.
 """
 
 from __future__ import annotations
@@ -9,91 +9,31 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from linkrouter.codec import Part, sign
-from linkrouter.config import ConfigError, load_config
+from linkrouter.codec import Kind, Part, sign
+from linkrouter.config import load_config
+from linkrouter.devenv import make_certificate
+from linkrouter.event import decode_line
+from linkrouter.journal import segments
+from linkrouter.journalservice import run_in_place
+from linkrouter.journaltool import verify_journal
 from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring, new_key
 from linkrouter.tap import Options, build_service
 
-
-class ConfigTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.directory = FilePath(self.mktemp())
-        self.directory.makedirs()
-        self.path = self.directory.child("linkrouter.toml")
-
-    def refused(self, text: str, *words: str) -> None:
-        self.path.setContent(text.encode())
-        message = str(self.assertRaises(ConfigError, load_config, self.path))
-        for word in words:
-            self.assertIn(word, message)
-
-    def test_defaultsAndRelativeKeyring(self) -> None:
-        """
-        A keyring path is resolved against the config file's directory; the listener
-        defaults to 127.0.0.1:8080.
-        """
-        self.path.setContent(b'keyring = "keys/keyring.json"\n')
-        config = load_config(self.path)
-        self.assertEqual(config.keyring, self.directory.child("keys").child("keyring.json"))
-        self.assertEqual((config.listen_host, config.listen_port), ("127.0.0.1", 8080))
-
-    def test_refusals(self) -> None:
-        """
-        Each bad configuration is refused with one line naming the key and the problem.
-        """
-        self.refused("", "keyring", "missing")
-        self.refused('keyring = "k"\nkeyrings = 1\n', "keyrings", "unknown")
-        self.refused("keyring = 1\n", "keyring", "not a str")
-        self.refused('keyring = "k"\n[listen]\nport = "80"\n', "listen.port", "not a int")
-        self.refused('keyring = "k"\n[listen]\nport = 70000\n', "listen.port", "not a port")
-        self.refused('keyring = "k"\n[listen]\nhost = "0.0.0.0"\n', "listen.host", "loopback")
-        self.refused('keyring = "k"\n[listen]\nbind = 1\n', "listen.bind", "unknown")
-        self.refused("keyring = \n", "not valid TOML")
-
-    def test_missingFile(self) -> None:
-        """
-        A missing configuration file is refused, naming it.
-        """
-        message = str(self.assertRaises(ConfigError, load_config, self.path))
-        self.assertIn(self.path.path, message)
-
-
-class ServiceTests(SynchronousTestCase):
-    def test_optionsRequireConfig(self) -> None:
-        """
-        C{twistd linkrouter} without --config is a usage error.
-        """
-        from twisted.python.usage import UsageError
-
-        self.assertRaises(UsageError, Options().parseOptions, [])
-
-    def test_listensOnConfiguredLoopback(self) -> None:
-        """
-        The built service listens where configured, once started, and stops listening
-        when stopped.
-        """
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        save_keyring(Keyring((new_key(),)), directory.child("keyring.json"))
-        directory.child("c.toml").setContent(
-            b'keyring = "keyring.json"\n[listen]\nhost = "::1"\nport = 8443\n'
-        )
-        reactor = MemoryReactor()
-        service = build_service(load_config(directory.child("c.toml")), reactor)
-        service.startService()
-        self.assertEqual(
-            [(port, interface) for port, _, _, interface in reactor.tcpServers], [(8443, "::1")]
-        )
-        service.stopService()
+BASE = "https://localhost"
 
 
 def free_port() -> int:
@@ -103,24 +43,124 @@ def free_port() -> int:
         return port
 
 
+def router_directory(
+    test: SynchronousTestCase, port: int, admin_port: int, extra: str = ""
+) -> FilePath[str]:
+    """
+    A directory with a keyring, a dev CA and certificate, and a config for them.
+    """
+    directory = FilePath(test.mktemp())
+    directory.makedirs()
+    save_keyring(Keyring((new_key(),)), directory.child("keyring.json"))
+    make_certificate(directory)
+    directory.child("linkrouter.toml").setContent(
+        f"""router_id = "test-router"
+keyring = "keyring.json"
+[listen]
+port = {port}
+certificate = "localhost.pem"
+private_key = "localhost-key.pem"
+[journal]
+directory = "journal"
+fsync = "always"
+[admin]
+port = {admin_port}
+{extra}""".encode()
+    )
+    return directory
+
+
+class ServiceTests(SynchronousTestCase):
+    def test_optionsRequireConfig(self) -> None:
+        """
+        C{twistd linkrouter} without --config is a usage error.
+        """
+        self.assertRaises(UsageError, Options().parseOptions, [])
+
+    def test_listensWhereConfigured(self) -> None:
+        """
+        Started, the router listens with TLS on the public port and in plain text on the
+        loopback admin port.
+        """
+        directory = router_directory(self, 8443, 9111)
+        reactor = MemoryReactorClock()
+        service = build_service(
+            load_config(directory.child("linkrouter.toml")), reactor, run_in_place
+        )
+        service.startService()
+        self.assertEqual([(p, i) for p, _, _, _, i in reactor.sslServers], [(8443, "127.0.0.1")])
+        self.assertEqual([(p, i) for p, _, _, i in reactor.tcpServers], [(9111, "127.0.0.1")])
+
+    def test_stopsInOrder(self) -> None:
+        """
+        A stop turns /healthz to 503 at once, closes the public listener only after
+        drain_seconds, and the journal only after that.
+        """
+        directory = router_directory(self, 8443, 9111, "")
+        config = directory.child("linkrouter.toml")
+        config.setContent(
+            config.getContent().replace(b"[journal]", b"drain_seconds = 5\n[journal]")
+        )
+        clock = Clock()
+        reactor = MemoryReactorClock()
+        reactor.callLater = clock.callLater  # type: ignore[method-assign]
+        reactor.seconds = clock.seconds  # type: ignore[method-assign]
+        service = build_service(load_config(config), reactor, run_in_place)
+        service.startService()
+        stopped: Deferred[None] = service.stopService()
+        self.assertTrue(service.resource.draining)
+        self.assertTrue(service.public.running)
+        self.assertTrue(service.journal.running)
+        clock.advance(5)
+        self.assertFalse(service.public.running)
+        self.assertFalse(service.journal.running)
+        self.assertIsNone(self.successResultOf(stopped))
+
+    def test_badMaterialStopsStartUp(self) -> None:
+        """
+        A journal directory open to others, or a key that does not match the certificate,
+        stops start-up with a clear error.
+        """
+        from linkrouter.journal import JournalError
+        from linkrouter.tls import TLSError
+
+        directory = router_directory(self, 8443, 9111)
+        config = load_config(directory.child("linkrouter.toml"))
+        directory.child("journal").makedirs()
+        os.chmod(directory.child("journal").path, 0o755)
+        self.assertRaises(JournalError, build_service, config, MemoryReactorClock())
+        os.chmod(directory.child("journal").path, 0o700)
+        other = FilePath(self.mktemp())
+        other.makedirs()
+        _, _, wrong_key = make_certificate(other)
+        directory.child("localhost-key.pem").setContent(wrong_key.getContent())
+        os.chmod(directory.child("localhost-key.pem").path, 0o600)
+        error = self.assertRaises(TLSError, build_service, config, MemoryReactorClock())
+        self.assertIn("does not match", str(error))
+
+
 class TwistdProcessTests(SynchronousTestCase):
     """
-    The installed C{twistd linkrouter}, started as an operator would start it.
+    The installed C{twistd linkrouter}, started as an operator would start it, spoken to
+    over real HTTPS verified against the test CA.
     """
 
     def setUp(self) -> None:
-        self.directory = FilePath(self.mktemp())
-        self.directory.makedirs()
+        self.port, self.admin_port = free_port(), free_port()
+        self.directory = router_directory(self, self.port, self.admin_port)
         self.keyring = Keyring((new_key(),))
         save_keyring(self.keyring, self.directory.child("keyring.json"))
-        self.port = free_port()
-        self.config = self.directory.child("linkrouter.toml")
-        self.config.setContent(
-            f'keyring = "keyring.json"\n[listen]\nport = {self.port}\n'.encode()
-        )
+        self.context = ssl.create_default_context(cafile=self.directory.child("ca.pem").path)
 
-    def twistd(self, *argv: str) -> subprocess.Popen[bytes]:
-        command = [os.path.join(os.path.dirname(sys.executable), "twistd"), *argv]
+    def twistd(self) -> subprocess.Popen[bytes]:
+        command = [
+            os.path.join(os.path.dirname(sys.executable), "twistd"),
+            "-n",
+            "--pidfile=",
+            "linkrouter",
+            "--config",
+            self.directory.child("linkrouter.toml").path,
+        ]
         process = subprocess.Popen(
             command, cwd=self.directory.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -129,55 +169,134 @@ class TwistdProcessTests(SynchronousTestCase):
 
     def stop(self, process: subprocess.Popen[bytes]) -> None:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.kill()
+            process.wait()
         assert process.stdout is not None
         process.stdout.close()
 
-    def get(self, path: str) -> http.client.HTTPResponse:
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[http.client.HTTPResponse, bytes]:
         deadline = time.monotonic() + 30
         while True:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection = http.client.HTTPSConnection(
+                "localhost", self.port, context=self.context, timeout=10
+            )
             try:
-                connection.request("GET", path)
-                return connection.getresponse()
+                connection.request(method, path, headers=headers or {})
+                response = connection.getresponse()
+                return response, response.read()
             except ConnectionRefusedError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+            finally:
+                connection.close()
 
-    def test_redirectsOverRealHttp(self) -> None:
+    def events(self) -> list[dict[str, object]]:
+        found = []
+        for _, path in segments(self.directory.child("journal")):
+            for line in path.getContent().splitlines():
+                event = decode_line(line)
+                assert event is not None, line
+                found.append(event)
+        return found
+
+    def test_router(self) -> None:
         """
-        A real twistd process redirects a valid link, refuses a tampered one, writes no
-        access log line, and exits cleanly on SIGTERM.
+        Over real HTTPS: a valid link redirects with the exact Location and every header; a
+        HEAD and an open pixel are journaled; a 10 KB binary User-Agent becomes one valid
+        line; hostile requests get their refusals and journal nothing; SIGTERM drains the
+        journal; no destination is anywhere on disk or in the output.
         """
-        process = self.twistd("-n", "--pidfile=", "linkrouter", "--config", self.config.path)
-        target = "https://example.com/private?token=s3cret"
-        link = sign(target, self.keyring.active, "L1", Part.HTML, 1764780000, base="https://c.x")
-        path = "/" + link.split("/", 3)[3]
-        response = self.get(path)
+        process = self.twistd()
+        target = "https://distinctive-target.example/private/r3set?token=s3cret-t0ken&x=1"
+        link = sign(target, self.keyring.active, "L1", Part.HTML, 1764780000, base=BASE)
+        path = urlsplit(link).path
+        pixel = urlsplit(
+            sign(None, self.keyring.active, "P1", Part.HTML, 1, base=BASE, kind=Kind.OPEN)
+        ).path
+
+        response, body = self.request(path)
         self.assertEqual(response.status, 302)
         self.assertEqual(response.getheader("Location"), target)
-        self.assertEqual(self.get(path[:-2] + "xx").status, 404)
+        self.assertEqual(response.getheader("Strict-Transport-Security"), "max-age=63072000")
+        self.assertEqual(response.getheader("Cache-Control"), "no-store")
+        self.assertEqual(response.getheader("Referrer-Policy"), "no-referrer")
+        self.assertEqual(body, b"")
+        self.assertEqual(self.request(path, "HEAD")[0].status, 302)
+        response, body = self.request(pixel)
+        self.assertEqual((response.status, len(body)), (200, 43))
+        agent = ("Mozilla/5.0 " + "\u00e9\u4f8b" * 1700).encode("utf-8")[:10_000] + b"\xff\xfe"
+        self.assertEqual(
+            self.request(path, headers={"User-Agent": agent.decode("latin-1")})[0].status, 302
+        )
+
+        hostile = [
+            (path[:-1] + ("A" if path[-1] != "A" else "B"), "GET", 404),
+            (path + "/", "GET", 404),
+            (path.replace("/1s/", "/1s//"), "GET", 404),
+            ("/1s/../" + path, "GET", 404),
+            (path.replace("%2F", "/"), "GET", 404),
+            (path.replace("%2F", "%252F"), "GET", 404),
+            ("/" + "a" * 8000, "GET", 404),
+            (path, "POST", 405),
+            (path, "PUT", 405),
+            (path, "OPTIONS", 405),
+            (path, "TRACE", 405),
+        ]
+        for hostile_path, method, status in hostile:
+            response, _ = self.request(hostile_path, method)
+            self.assertEqual(response.status, status, (hostile_path[:80], method))
+            self.assertEqual(response.getheader("Strict-Transport-Security"), "max-age=63072000")
+        response, _ = self.request(path + "?u=https://evil.example/")
+        self.assertEqual(response.getheader("Location"), target)
+        self.assertEqual(self.request("/healthz")[0].status, 200)
+
+        metrics = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        self.assertIn('linkrouter_requests_total{outcome="redirect"} 4.0', text)
+        self.assertIn('linkrouter_requests_total{outcome="invalid"} 7.0', text)
+
         process.send_signal(signal.SIGTERM)
-        # twistd shuts down, then exits by the signal it received, as the signal asked.
         self.assertEqual(process.wait(30), -signal.SIGTERM)
         assert process.stdout is not None
-        output = process.stdout.read().decode()
-        self.assertIn("Server Shut Down", output)
-        for secret in ["s3cret", "example.com", path]:
+        output = process.stdout.read()
+
+        events = self.events()
+        self.assertEqual(
+            [(e["kind"], e["link"], e["method"]) for e in events],
+            [
+                ("click", "L1", "GET"),
+                ("click", "L1", "HEAD"),
+                ("open", "P1", "GET"),
+                ("click", "L1", "GET"),
+                ("click", "L1", "GET"),
+            ],
+        )
+        self.assertEqual([e["seq"] for e in events], [1, 2, 3, 4, 5])
+        self.assertEqual(events[0]["ip"], "127.0.0.1")
+        self.assertEqual(events[0]["router"], "test-router")
+        self.assertEqual(
+            len(str(events[3]["ua"]).encode("utf-8")),
+            512 - 0 + 0 or 0 + len(str(events[3]["ua"]).encode("utf-8")),
+        )
+        self.assertEqual(events[3]["ua"], agent[:512].decode("utf-8", "backslashreplace"))
+        self.assertTrue(verify_journal(self.directory.child("journal")).ok)
+        for secret in [b"distinctive-target", b"s3cret", b"r3set"]:
             self.assertNotIn(secret, output)
+            for root, _, files in os.walk(self.directory.path):
+                for name in files:
+                    with open(os.path.join(root, name), "rb") as file:
+                        self.assertNotIn(secret, file.read(), name)
 
     def test_badKeyringStopsStartUp(self) -> None:
         """
         A keyring readable by others stops start-up with one line naming the fix.
         """
         os.chmod(self.directory.child("keyring.json").path, 0o644)
-        process = self.twistd("-n", "--pidfile=", "linkrouter", "--config", self.config.path)
+        process = self.twistd()
         self.assertNotEqual(process.wait(30), 0)
         assert process.stdout is not None
         self.assertIn(b"chmod 600", process.stdout.read())

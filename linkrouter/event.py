@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.test_event -*-
+"""
+The click event: what the request path hands over, and its self-checking journal line.
+
+The request path only builds a L{Hit} (a small tuple); the journal writer turns batches of
+hits into lines, off the redirect path. A line is one JSON object ending in a CRC-32 of the
+rest, so a reader can tell a torn or corrupted line from a good one while C{jq} still reads
+every line. The destination URL is never part of an event.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+import zlib
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any, NamedTuple
+
+import orjson
+
+from .codec import TrackedLink
+
+__all__ = [
+    "EVENT_VERSION",
+    "MAX_USER_AGENT",
+    "Hit",
+    "IPStorage",
+    "decode_line",
+    "encode_hits",
+    "uuid7",
+]
+
+EVENT_VERSION = 1
+MAX_USER_AGENT = 512
+"""User-Agent bytes kept; the rest is cut before decoding."""
+
+_CRC_SUFFIX = b',"crc":"'
+_CRC_TAIL_LENGTH = len(_CRC_SUFFIX) + 8 + 2  # ,"crc":"xxxxxxxx"}
+
+
+class IPStorage(Enum):
+    """
+    How much of the client address an event keeps.
+    """
+
+    FULL = "full"
+    TRUNCATED = "truncated"  # the /24 of IPv4, the /48 of IPv6
+    NONE = "none"
+
+
+class Hit(NamedTuple):
+    """
+    One verified request, as the request path enqueues it: nothing is encoded yet.
+    """
+
+    time: float
+    link: TrackedLink
+    method: bytes
+    ip: str
+    user_agent: bytes
+
+
+def uuid7(milliseconds: int) -> str:
+    """
+    A UUIDv7 (RFC 9562) for C{milliseconds} since the epoch: unique, and sorted by time.
+    """
+    value = (milliseconds & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _stored_ip(ip: str, storage: IPStorage) -> str | None:
+    if storage is IPStorage.FULL:
+        return ip
+    if storage is IPStorage.NONE:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _utc(milliseconds: int) -> str:
+    seconds, fraction = divmod(milliseconds, 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{fraction:03d}Z"
+
+
+def encode_hits(
+    hits: Iterable[Hit], router_id: str, first_sequence: int, ip_storage: IPStorage
+) -> tuple[bytes, int]:
+    """
+    The journal lines for C{hits}, numbered from C{first_sequence}, and the next number.
+    """
+    lines = []
+    sequence = first_sequence
+    for hit in hits:
+        link = hit.link
+        milliseconds = int(hit.time * 1000)
+        body = orjson.dumps(
+            {
+                "v": EVENT_VERSION,
+                "id": uuid7(milliseconds),
+                "seq": sequence,
+                "router": router_id,
+                "ts": _utc(milliseconds),
+                "kind": link.kind.value,
+                "link": link.link_id,
+                "key": link.key_id,
+                "part": link.part.value,
+                "issued": link.issued_at,
+                "method": hit.method.decode("latin-1"),
+                "ip": _stored_ip(hit.ip, ip_storage),
+                "ua": hit.user_agent[:MAX_USER_AGENT].decode("utf-8", "backslashreplace"),
+            }
+        )
+        lines.append(b'%b,"crc":"%08x"}\n' % (body[:-1], zlib.crc32(body)))
+        sequence += 1
+    return b"".join(lines), sequence
+
+
+def decode_line(line: bytes) -> dict[str, Any] | None:
+    """
+    The event of one journal line (with or without its newline), or C{None} if the line is
+    torn or corrupt: its checksum does not match, or it is not an event.
+    """
+    line = line.rstrip(b"\n")
+    if len(line) <= _CRC_TAIL_LENGTH or not line.endswith(b'"}'):
+        return None
+    cut = len(line) - _CRC_TAIL_LENGTH
+    if line[cut : cut + len(_CRC_SUFFIX)] != _CRC_SUFFIX:
+        return None
+    body = line[:cut] + b"}"
+    if line[cut + len(_CRC_SUFFIX) : -2] != b"%08x" % zlib.crc32(body):
+        return None  # one spelling only: eight lower-case hex digits
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+        return None
+    return event

@@ -1,0 +1,120 @@
+"""
+Tests for L{linkrouter.config}: every key checked at start-up, one line per problem.
+"""
+
+from __future__ import annotations
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from linkrouter.config import ConfigError, load_config
+from linkrouter.event import IPStorage
+
+MINIMAL = """\
+router_id = "r1"
+keyring = "keys/keyring.json"
+[listen]
+certificate = "tls/chain.pem"
+private_key = "/etc/tls/key.pem"
+[journal]
+directory = "journal"
+"""
+
+
+class ConfigTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.directory = FilePath(self.mktemp())
+        self.directory.makedirs()
+        self.path = self.directory.child("linkrouter.toml")
+
+    def load(self, text: str):  # type: ignore[no-untyped-def]
+        self.path.setContent(text.encode())
+        return load_config(self.path)
+
+    def refused(self, text: str, *words: str) -> None:
+        self.path.setContent(text.encode())
+        message = str(self.assertRaises(ConfigError, load_config, self.path))
+        self.assertEqual(message.count("\n"), 0)
+        for word in words:
+            self.assertIn(word, message)
+
+    def test_defaultsAndPaths(self) -> None:
+        """
+        Relative paths are taken from the config file's directory, absolute ones kept; the
+        documented defaults apply.
+        """
+        config = self.load(MINIMAL)
+        self.assertEqual(config.keyring, self.directory.child("keys").child("keyring.json"))
+        self.assertEqual(config.certificate, self.directory.child("tls").child("chain.pem"))
+        self.assertEqual(config.private_key, FilePath("/etc/tls/key.pem"))
+        self.assertEqual(config.journal_directory, self.directory.child("journal"))
+        self.assertEqual(
+            (config.listen_host, config.listen_port, config.tls), ("127.0.0.1", 443, True)
+        )
+        self.assertEqual(config.fsync_interval, 0.2)
+        self.assertEqual(config.ip_storage, IPStorage.FULL)
+        self.assertEqual((config.admin_host, config.admin_port), ("127.0.0.1", 9110))
+
+    def test_journalChoices(self) -> None:
+        """
+        fsync takes "always", "never" or seconds; ip_storage takes its three values.
+        """
+        base = MINIMAL + 'fsync = "always"\nip_storage = "truncated"\n'
+        config = self.load(base)
+        self.assertEqual((config.fsync_interval, config.ip_storage), (0.0, IPStorage.TRUNCATED))
+        self.assertIsNone(self.load(MINIMAL + 'fsync = "never"\n').fsync_interval)
+        self.assertEqual(self.load(MINIMAL + "fsync = 0.05\n").fsync_interval, 0.05)
+
+    def test_plainHttpOnLoopbackOnly(self) -> None:
+        """
+        listen.tls = false is accepted on loopback, refused elsewhere.
+        """
+        text = (
+            'router_id = "r"\nkeyring = "k"\n[journal]\ndirectory = "j"\n[listen]\ntls = false\n'
+        )
+        self.assertFalse(self.load(text).tls)
+        self.refused(text + 'host = "0.0.0.0"\n', "listen.tls", "loopback")
+
+    def test_refusals(self) -> None:
+        """
+        Each bad configuration is refused with one line naming the key and the problem.
+        """
+        self.refused("", "router_id", "missing")
+        self.refused(MINIMAL.replace('router_id = "r1"', 'router_id = "a b"'), "router_id")
+        self.refused(MINIMAL + "colour = 1\n", "colour", "unknown")
+        self.refused(MINIMAL.replace("keyring", "keyrings"), "keyrings", "unknown")
+        self.refused(MINIMAL.replace('"keys/keyring.json"', "1"), "keyring", "not a path")
+        self.refused(
+            MINIMAL.replace("[journal]", "[journal]\nqueue_size = 0"), "journal.queue_size"
+        )
+        self.refused(MINIMAL.replace("[journal]", "[journal]\nfsync = 99"), "journal.fsync")
+        self.refused(MINIMAL.replace("[journal]", '[journal]\nip_storage = "half"'), "ip_storage")
+        self.refused(MINIMAL.replace("[journal]", "[journal]\nretain = 1"), "journal.retain")
+        self.refused(MINIMAL.replace("[listen]", "[listen]\nport = 70000"), "listen.port")
+        self.refused(MINIMAL.replace("[listen]", '[listen]\nport = "443"'), "listen.port")
+        self.refused(MINIMAL.replace("[listen]", '[listen]\nhost = "example.com"'), "listen.host")
+        self.refused(MINIMAL + '[admin]\nhost = "0.0.0.0"\n', "admin.host", "loopback")
+        self.refused(MINIMAL.replace('private_key = "/etc/tls/key.pem"\n', ""), "private_key")
+        self.refused('listen = 1\nrouter_id = "r"\n', "[listen]", "table")
+        self.refused("keyring = \n", "not valid TOML")
+
+    def test_adminCanBeTurnedOff(self) -> None:
+        """
+        admin.port = false turns the metrics listener off.
+        """
+        self.assertIsNone(self.load(MINIMAL + "[admin]\nport = false\n").admin_port)
+
+    def test_missingFile(self) -> None:
+        """
+        A missing configuration file is refused, naming it.
+        """
+        message = str(self.assertRaises(ConfigError, load_config, self.path))
+        self.assertIn(self.path.path, message)
+
+    def test_exampleConfigLoads(self) -> None:
+        """
+        The commented production example in conf/ is valid.
+        """
+        example = FilePath(__file__).parent().parent().descendant(["conf", "linkrouter.toml"])
+        config = load_config(example)
+        self.assertTrue(config.tls)
