@@ -69,6 +69,7 @@ class LinkResource(Resource):
 
     def render(self, request: Request) -> bytes | int:
         started = time.perf_counter()
+        request.setHeader(b"server", b"linkrouter")  # not Twisted's name and version
         request.setHeader(b"strict-transport-security", HSTS)
         request.setHeader(b"cache-control", b"no-store")
         method = request.method

@@ -30,6 +30,7 @@ from .journal import JournalError, SegmentJournal
 from .journalservice import JournalService, RunBlocking
 from .keyfile import load_keyring
 from .keys import Key, KeyringInvalid
+from .limits import LimitedHTTPChannel
 from .metrics import MetricsResource, RouterMetrics
 from .resource import LinkResource
 from .tls import TLSError, server_options
@@ -56,9 +57,11 @@ class Options(usage.Options):
 
 class QuietSite(Site):
     """
-    A site that writes no access log: request paths carry destinations, which the router
-    must never store.
+    A site that writes no access log (request paths carry destinations, which the router
+    must never store) and enforces the request limits of L{LimitedHTTPChannel}; HTTP/1.1.
     """
+
+    protocol = LimitedHTTPChannel  # type: ignore[assignment]  # HTTP/1.1 only, no H2 wrapper
 
     def log(self, request: Request) -> None:
         pass

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_limits -*-
+"""
+HTTP/1.1 request limits with the answers of C{links.md}: 414 for a request line over the
+limit, 431 for a header section over it (too long, or too many headers), each followed by
+closing the connection. Every such answer, and Twisted's own 400, carries HSTS.
+
+No tracked link is longer than 2,000 characters, so a far longer request line is never a
+link; refusing it early bounds the memory one client can hold.
+"""
+
+from __future__ import annotations
+
+from twisted.web.http import HTTPChannel
+
+from .resource import HSTS
+
+__all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_REQUEST_LINE", "LimitedHTTPChannel"]
+
+MAX_REQUEST_LINE = 8192
+"""Bytes in the request line: a 2,000-character link with every character escaped fits."""
+
+MAX_HEADER_BYTES = 16384
+"""Bytes in the request line and header section together."""
+
+MAX_HEADERS = 100
+"""Header lines in one request."""
+
+
+def _answer(status: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\nStrict-Transport-Security: " + HSTS + b"\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+
+
+_URI_TOO_LONG = _answer(b"414 URI Too Long")
+_HEADERS_TOO_LARGE = _answer(b"431 Request Header Fields Too Large")
+_BAD_REQUEST = _answer(b"400 Bad Request")
+
+
+class LimitedHTTPChannel(HTTPChannel):
+    """
+    An HTTP/1.1 channel that answers 414 and 431 for requests over the limits.
+    """
+
+    MAX_LENGTH = MAX_HEADER_BYTES
+    totalHeadersSize = MAX_HEADER_BYTES
+    maxHeaders = MAX_HEADERS
+    _expecting_request_line = True
+
+    def _refuse(self, answer: bytes) -> None:
+        self.transport.write(answer)  # type: ignore[union-attr, call-arg, misc]
+        self.loseConnection()  # type: ignore[no-untyped-call]
+        self.dataReceived = self.lineReceived = lambda *args: None  # type: ignore[method-assign]
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        if self._expecting_request_line:
+            self._refuse(_BAD_REQUEST)
+        elif self._receivedHeaderSize > self.totalHeadersSize:
+            self._refuse(_HEADERS_TOO_LARGE)
+        else:
+            self._refuse(_BAD_REQUEST)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._expecting_request_line and line:
+            if len(line) > MAX_REQUEST_LINE:
+                self._refuse(_URI_TOO_LONG)
+                return
+            self._expecting_request_line = False
+        super().lineReceived(line)  # type: ignore[no-untyped-call]
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self._refuse(_HEADERS_TOO_LARGE)
+            return False
+        return bool(super().headerReceived(line))  # type: ignore[no-untyped-call]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._refuse(_URI_TOO_LONG if self._expecting_request_line else _HEADERS_TOO_LARGE)
+
+    def allContentReceived(self) -> None:
+        self._expecting_request_line = True
+        super().allContentReceived()  # type: ignore[no-untyped-call]
