@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredQueue, QueueOverflow, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredQueue,
+    QueueOverflow,
+    maybeDeferred,
+    succeed,
+)
 from twisted.logger import Logger
 
 from .event import Hit, IPStorage, encode_hits
@@ -50,9 +56,10 @@ _LOG_EVERY = 60.0  # seconds between two log lines about dropped events
 
 def run_in_place(function: Callable[[], T]) -> Deferred[T]:
     """
-    Run C{function} now, in this thread: for tests and for start-up work.
+    Run C{function} now, in this thread, reporting an exception as a failed L{Deferred} as
+    a thread pool would: for tests.
     """
-    return succeed(function())
+    return maybeDeferred(function)
 
 
 class JournalService(Service):
@@ -136,15 +143,26 @@ class JournalService(Service):
         )
         always = self._fsync_interval == 0
 
-        def write() -> None:
-            self.journal.append(data)
-            if always:
+        def write() -> tuple[float | None, OSError | None]:
+            self.journal.append(data)  # a failure here drops the batch: nothing was kept
+            if not always:
+                return None, None
+            started = self._clock.seconds()
+            try:
                 self.journal.sync()
+            except OSError as error:  # the lines are written; only their durability is late
+                return None, error
+            return self._clock.seconds() - started, None
 
-        def written(_: object) -> None:
+        def written(result: tuple[float | None, OSError | None]) -> None:
             self._next_sequence = next_sequence
             self.written += len(batch)
-            if not always:
+            duration, sync_error = result
+            if sync_error is not None:
+                self.log.error("journal fsync failed: {error}", error=sync_error)
+            elif duration is not None:
+                self._on_fsync(duration)
+            if not always and self._accepting:
                 self._schedule_sync()
 
         def failed(failure: Any) -> None:
