@@ -10,6 +10,7 @@ that L{SegmentJournal.open} removes.
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 import stat
@@ -170,9 +171,22 @@ class SegmentJournal:
         )
         self._fd, self._number = fd, number
         self._size = os.fstat(fd).st_size
-        self._opened_at = self._clock()
+        self._opened_at = self._first_event_time(path) if self._size else self._clock()
         if created:
             _fsync_directory(self.directory)
+
+    def _first_event_time(self, path: FilePath[str]) -> float:
+        """
+        When segment C{path} was started: its first event's time, so a segment's age
+        survives restarts (falling back to now if the first line is unreadable).
+        """
+        with open(path.path, "rb") as file:
+            event = decode_line(file.readline(_TAIL_SCAN))
+        try:
+            stamp = str(event["ts"]) if event else ""
+            return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            return self._clock()
 
     def append(self, data: bytes) -> None:
         """

@@ -138,9 +138,15 @@ class JournalService(Service):
         batch = [first, *self._queue.pending]
         self._queue.pending.clear()
         self._busy = True
-        data, next_sequence = encode_hits(
-            batch, self.router_id, self._next_sequence, self._ip_storage
-        )
+        try:
+            data, next_sequence = encode_hits(
+                batch, self.router_id, self._next_sequence, self._ip_storage
+            )
+        except Exception as error:  # never let one bad batch stop the writer
+            self._drop("encode-error", len(batch), str(error))
+            self._busy = False
+            self._next()
+            return succeed(None)
         always = self._fsync_interval == 0
 
         def write() -> tuple[float | None, OSError | None]:
