@@ -194,6 +194,37 @@ class LinkResourceTests(SynchronousTestCase):
         self.assertCommonHeaders(response)
         self.assertEqual(self.request(path_of(self.link)).status, 302)
 
+    def test_forwardedForIgnored(self) -> None:
+        """
+        X-Forwarded-For from the client is ignored: the hit carries the connection's address.
+        """
+        peer = IPv4Address("TCP", "192.0.2.7", 40000)
+        protocol = self.site.buildProtocol(peer)
+        self.transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(self.transport)
+        protocol.dataReceived(
+            b"GET " + path_of(self.link).encode() + b" HTTP/1.1\r\nHost: click.example\r\n"
+            b"X-Forwarded-For: 203.0.113.66\r\nX-Real-IP: 203.0.113.67\r\n\r\n"
+        )
+        self.assertEqual(Response(self.transport.value()).status, 302)
+        self.assertEqual([hit.ip for hit in self.hits], ["192.0.2.7"])
+
+    def test_oddHostChangesNothing(self) -> None:
+        """
+        A missing, odd or hostile Host header changes neither the answer nor the destination.
+        """
+        for host in [b"", b"Host: \r\n", b"Host: evil.example\r\n", b"Host: a b c\r\n"]:
+            peer = IPv4Address("TCP", "192.0.2.7", 40000)
+            protocol = self.site.buildProtocol(peer)
+            self.transport = StringTransport(peerAddress=peer)
+            protocol.makeConnection(self.transport)
+            protocol.dataReceived(
+                b"GET " + path_of(self.link).encode() + b" HTTP/1.1\r\n" + host + b"\r\n"
+            )
+            response = Response(self.transport.value())
+            self.assertEqual(response.status, 302, host)
+            self.assertEqual(response.headers[b"location"], TARGET.encode())
+
     def test_binaryUserAgentKeptRaw(self) -> None:
         """
         A long, binary User-Agent reaches the journal hand-over as raw bytes; the redirect
