@@ -52,6 +52,20 @@ class RouterConfig:
     ip_storage: IPStorage = IPStorage.FULL
     admin_host: str = "127.0.0.1"
     admin_port: int | None = 9110
+    retention_seconds: float = 86400.0
+    max_journal_bytes: int = 1024 * 1024 * 1024
+    sync_url: str | None = None
+    sync_token_file: FilePath[str] | None = None
+    sync_interval: float = 5.0
+    sync_batch_events: int = 5000
+    sync_batch_bytes: int = 4 * 1024 * 1024
+    sync_backoff_base: float = 1.0
+    sync_backoff_cap: float = 300.0
+    sync_timeout: float = 30.0
+    sync_final_seconds: float = 5.0
+    sync_ca_file: FilePath[str] | None = None
+    sync_client_certificate: FilePath[str] | None = None
+    sync_client_key: FilePath[str] | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,6 +139,16 @@ def _ip_storage(value: object) -> IPStorage:
 
 _PATH = _string(r".+", "a path")
 
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+/\S*", value):
+        raise ValueError("is not an http(s) URL with a path, like https://collector/v1/events")
+    host = value.split("/")[2].rsplit(":", 1)[0].strip("[]")
+    if value.startswith("http://") and not _is_loopback(host):
+        raise ValueError("uses plain http off loopback; the collector must be https")
+    return value
+
+
 # section -> key -> (RouterConfig field, check)
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
     "": {
@@ -149,6 +173,22 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
         "segment_seconds": ("segment_seconds", _positive(float)),
         "queue_size": ("queue_size", _positive(int)),
         "ip_storage": ("ip_storage", _ip_storage),
+        "retention_seconds": ("retention_seconds", _positive(float)),
+        "max_bytes": ("max_journal_bytes", _positive(int)),
+    },
+    "sync": {
+        "url": ("sync_url", _url),
+        "token_file": ("sync_token_file", _PATH),
+        "interval": ("sync_interval", _positive(float)),
+        "batch_events": ("sync_batch_events", _positive(int)),
+        "batch_bytes": ("sync_batch_bytes", _positive(int)),
+        "backoff_base": ("sync_backoff_base", _positive(float)),
+        "backoff_cap": ("sync_backoff_cap", _positive(float)),
+        "timeout": ("sync_timeout", _positive(float)),
+        "final_sync_seconds": ("sync_final_seconds", _positive(float)),
+        "ca_file": ("sync_ca_file", _PATH),
+        "client_certificate": ("sync_client_certificate", _PATH),
+        "client_key": ("sync_client_key", _PATH),
     },
     "admin": {
         "host": ("admin_host", _host),
@@ -160,7 +200,16 @@ _REQUIRED = {
     "keyring": "keyring",
     "journal_directory": "journal.directory",
 }
-_PATH_FIELDS = {"keyring", "journal_directory", "certificate", "private_key"}
+_PATH_FIELDS = {
+    "keyring",
+    "journal_directory",
+    "certificate",
+    "private_key",
+    "sync_token_file",
+    "sync_ca_file",
+    "sync_client_certificate",
+    "sync_client_key",
+}
 
 
 def _values(document: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +273,10 @@ def load_config(path: FilePath[str]) -> RouterConfig:
             f"listen.tls: false is only allowed on a loopback address, not "
             f"{config.listen_host!r}; recipients' links must be HTTPS"
         )
+    if config.sync_url is not None and config.sync_token_file is None:
+        raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
+    if (config.sync_client_certificate is None) != (config.sync_client_key is None):
+        raise ConfigError("sync.client_certificate and sync.client_key: give both or neither")
     if config.admin_port is not None and not _is_loopback(config.admin_host):
         raise ConfigError(
             f"admin.host: {config.admin_host!r} is not loopback; metrics stay on loopback"

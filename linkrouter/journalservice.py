@@ -27,7 +27,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 
 from .event import Hit, IPStorage, encode_hits
-from .journal import SegmentJournal
+from .journal import SegmentJournal, segments
 
 __all__ = ["Clock", "JournalService", "RunBlocking"]
 
@@ -83,6 +83,7 @@ class JournalService(Service):
         queue_size: int = 10_000,
         ip_storage: IPStorage = IPStorage.FULL,
         on_fsync: Callable[[float], object] = lambda seconds: None,
+        max_bytes: int | None = None,
     ) -> None:
         self.journal = journal
         self.router_id = router_id
@@ -100,6 +101,16 @@ class JournalService(Service):
         self.written = 0
         self.dropped: Counter[str] = Counter()
         self._on_fsync = on_fsync
+        self._max_bytes = max_bytes
+        self.disk_bytes = 0
+        """Bytes of segments on disk: what the journal's disk budget counts."""
+
+    @property
+    def next_sequence(self) -> int:
+        """
+        The sequence number the next written event gets.
+        """
+        return self._next_sequence
 
     @property
     def depth(self) -> int:
@@ -115,6 +126,9 @@ class JournalService(Service):
         if not self._accepting:
             self._drop("stopped", 1)
             return
+        if self._max_bytes is not None and self.disk_bytes >= self._max_bytes:
+            self._drop("disk-budget", 1)  # the collector has been away too long
+            return
         try:
             self._queue.put(hit)
         except QueueOverflow:
@@ -125,6 +139,7 @@ class JournalService(Service):
         Recover the journal (a failure here stops start-up) and start writing.
         """
         self._next_sequence = self.journal.open()
+        self.disk_bytes = sum(path.getsize() for _, path in segments(self.journal.directory))
         super().startService()  # type: ignore[no-untyped-call]
         self._accepting = True
         self._next()
@@ -163,6 +178,7 @@ class JournalService(Service):
         def written(result: tuple[float | None, OSError | None]) -> None:
             self._next_sequence = next_sequence
             self.written += len(batch)
+            self.disk_bytes += len(data)
             duration, sync_error = result
             if sync_error is not None:
                 self.log.error("journal fsync failed: {error}", error=sync_error)
@@ -184,6 +200,12 @@ class JournalService(Service):
                 self._next()
 
         return self._run(write).addCallbacks(written, failed).addBoth(done)
+
+    def released(self, size: int) -> None:
+        """
+        Segments of C{size} bytes were deleted (synced and past retention).
+        """
+        self.disk_bytes = max(0, self.disk_bytes - size)
 
     def _schedule_sync(self) -> None:
         if self._fsync_interval is None or self._sync_call is not None:

@@ -17,6 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from .journalservice import JournalService
+from .sync import SyncService
 
 __all__ = ["MetricsResource", "RouterMetrics"]
 
@@ -49,6 +50,45 @@ class _JournalCollector(Collector):
         )
         size.add_metric([], journal.journal.bytes_written)
         yield size
+
+
+class _SyncCollector(Collector):
+    def __init__(self, sync: SyncService, journal: JournalService) -> None:
+        self._sync = sync
+        self._journal = journal
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._sync.status
+        cursor = status.cursor
+        unsynced = GaugeMetricFamily(
+            "linkrouter_sync_unsynced_events", "Journaled events not yet acknowledged."
+        )
+        waiting = 0 if cursor is None else max(0, self._journal.next_sequence - cursor.sequence)
+        unsynced.add_metric([], waiting)
+        yield unsynced
+        failures = GaugeMetricFamily(
+            "linkrouter_sync_failures", "Failed sync attempts in a row (0 when healthy)."
+        )
+        failures.add_metric([], status.failures)
+        yield failures
+        last = GaugeMetricFamily(
+            "linkrouter_sync_last_success_timestamp_seconds", "When a batch was last acknowledged."
+        )
+        last.add_metric([], status.last_success or 0.0)
+        yield last
+        retry = GaugeMetricFamily(
+            "linkrouter_sync_next_attempt_timestamp_seconds", "When backoff allows the next try."
+        )
+        retry.add_metric([], status.next_attempt)
+        yield retry
+        sent = CounterMetricFamily("linkrouter_sync_events_sent", "Events acknowledged.")
+        sent.add_metric([], status.sent)
+        yield sent
+        dead = CounterMetricFamily(
+            "linkrouter_sync_dead_lettered", "Events the collector refused, set aside."
+        )
+        dead.add_metric([], status.dead_lettered)
+        yield dead
 
 
 class RouterMetrics:
@@ -90,6 +130,12 @@ class RouterMetrics:
         scrape.
         """
         self.registry.register(_JournalCollector(journal))
+
+    def watch_sync(self, sync: SyncService, journal: JournalService) -> None:
+        """
+        Report sync's backlog, failures, last success and next attempt at each scrape.
+        """
+        self.registry.register(_SyncCollector(sync, journal))
 
     def observe(self, outcome: str, seconds: float) -> None:
         """

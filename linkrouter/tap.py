@@ -9,13 +9,15 @@ a bad deployment fails at once with one line.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
+from contextlib import suppress
 from functools import partial
 from typing import Any, ClassVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
@@ -25,6 +27,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.http import Request
 from twisted.web.server import Site
 
+from .collectorclient import TokenError, collector_client, load_token
 from .config import ConfigError, RouterConfig, load_config
 from .journal import JournalError, SegmentJournal
 from .journalservice import JournalService, RunBlocking
@@ -33,6 +36,7 @@ from .keys import Key, KeyringInvalid
 from .limits import LimitedHTTPChannel
 from .metrics import MetricsResource, RouterMetrics
 from .resource import LinkResource
+from .sync import HTTPClient, SyncService, SyncSettings
 from .tls import TLSError, server_options
 
 __all__ = ["Options", "QuietSite", "RouterService", "build_service", "makeService"]
@@ -69,39 +73,41 @@ class QuietSite(Site):
 
 class RouterService(MultiService):
     """
-    The router: journal, public listener and admin listener, started in that order.
+    The router: journal, sync, public listener and admin listener, started in that order.
 
     C{MultiService} stops its children all at once; a router must stop in order, so that no
     click is lost: C{/healthz} turns 503 (the balancer moves traffic away), the public
-    listener closes after C{drain_seconds}, then the journal writes out its queue and fsyncs,
-    then the journal's thread and the admin listener stop.
+    listener closes after C{drain_seconds}, the journal writes out its queue and fsyncs, sync
+    makes one last bounded attempt, then the worker threads and the admin listener stop.
     """
 
     def __init__(
         self,
         resource: LinkResource,
         journal: JournalService,
+        sync: SyncService | None,
         public: StreamServerEndpointService,
         admin: StreamServerEndpointService | None,
-        pool: ThreadPool | None,
+        pools: list[ThreadPool],
         clock: Any,
         drain_seconds: float,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.resource = resource
         self.journal = journal
+        self.sync = sync
         self.public = public
         self.admin = admin
-        self._pool = pool
+        self._pools = pools
         self._clock = clock
         self._drain_seconds = drain_seconds
-        for child in [journal, public, admin]:
+        for child in [journal, sync, public, admin]:
             if child is not None:
                 child.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
-        if self._pool is not None:
-            self._pool.start()
+        for pool in self._pools:
+            pool.start()
         super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Deferred[None]:
@@ -115,21 +121,36 @@ class RouterService(MultiService):
                 await deferLater(self._clock, self._drain_seconds)
             await maybeDeferred(self.public.stopService)
             await self.journal.stopService()
+            if self.sync is not None:
+                # if the last attempt runs out of time, the journal keeps the rest
+                with suppress(CancelledError):
+                    await self.sync.stopService()
             if self.admin is not None:
                 await maybeDeferred(self.admin.stopService)
         finally:
-            if self._pool is not None:
-                self._pool.stop()
+            for pool in self._pools:
+                pool.stop()
+
+
+def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
+    pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+    pools.append(pool)
+    return partial(deferToThreadPool, reactor, pool)
 
 
 def build_service(
-    config: RouterConfig, reactor: Any, run_blocking: RunBlocking | None = None
+    config: RouterConfig,
+    reactor: Any,
+    run_blocking: RunBlocking | None = None,
+    http: HTTPClient | None = None,
 ) -> RouterService:
     """
     The router for C{config}; everything is loaded and checked now, so a bad keyring,
-    certificate or journal directory stops start-up.
+    certificate, token or journal directory stops start-up.
 
-    @param run_blocking: how the journal's disk work runs; by default on a thread of its own.
+    @param run_blocking: how disk work runs; by default on one thread for the journal and
+        one for sync.
+    @param http: the client sync uses; by default treq with verified TLS.
     """
     keys: Mapping[str, Key] = load_keyring(config.keyring).by_id
     segments = SegmentJournal(
@@ -139,21 +160,53 @@ def build_service(
     )
     segments.check()
     metrics = RouterMetrics()
-    pool = None
-    if run_blocking is None:
-        pool = ThreadPool(minthreads=1, maxthreads=1, name="linkrouter-journal")
-        run_blocking = partial(deferToThreadPool, reactor, pool)
+    pools: list[ThreadPool] = []
     journal = JournalService(
         segments,
         config.router_id,
         reactor,
-        run_blocking,
+        run_blocking or _worker(reactor, "linkrouter-journal", pools),
         fsync_interval=config.fsync_interval,
         queue_size=config.queue_size,
         ip_storage=config.ip_storage,
         on_fsync=metrics.fsync.observe,
+        max_bytes=config.max_journal_bytes,
     )
     metrics.watch(journal)
+    sync = None
+    if config.sync_url is not None:
+        assert config.sync_token_file is not None
+        settings = SyncSettings(
+            url=config.sync_url,
+            token=load_token(config.sync_token_file),
+            router_id=config.router_id,
+            interval=config.sync_interval,
+            max_events=config.sync_batch_events,
+            max_bytes=config.sync_batch_bytes,
+            backoff_base=config.sync_backoff_base,
+            backoff_cap=config.sync_backoff_cap,
+            timeout=config.sync_timeout,
+            retention_seconds=config.retention_seconds,
+            final_sync_seconds=config.sync_final_seconds,
+        )
+        if http is None:
+            client: Any = collector_client(
+                reactor,
+                config.sync_ca_file,
+                config.sync_client_certificate,
+                config.sync_client_key,
+            )
+            http = client
+        sync = SyncService(
+            config.journal_directory,
+            settings,
+            http,
+            reactor,
+            run_blocking or _worker(reactor, "linkrouter-sync", pools),
+            random.uniform,
+            on_removed=journal.released,
+        )
+        metrics.watch_sync(sync, journal)
     resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
     site = QuietSite(resource, timeout=CLIENT_TIMEOUT)  # type: ignore[no-untyped-call]
     if config.tls:
@@ -174,7 +227,9 @@ def build_service(
             admin_site,
         )
         admin._raiseSynchronously = True
-    return RouterService(resource, journal, public, admin, pool, reactor, config.drain_seconds)
+    return RouterService(
+        resource, journal, sync, public, admin, pools, reactor, config.drain_seconds
+    )
 
 
 def makeService(options: Options) -> RouterService:
@@ -186,5 +241,5 @@ def makeService(options: Options) -> RouterService:
     try:
         config = load_config(FilePath(options["config"]))
         return build_service(config, reactor)
-    except (ConfigError, KeyringInvalid, TLSError, JournalError) as error:
+    except (ConfigError, KeyringInvalid, TLSError, JournalError, TokenError) as error:
         raise SystemExit(f"linkrouter: {error}") from None
