@@ -9,24 +9,29 @@ and operators can tell a typo from a link that does not verify.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 from twisted.python.filepath import FilePath
 
 from . import __version__
 from .codec import Kind, Part, Refusal, TargetRefused, sign, verify
+from .config import ConfigError, load_config
+from .cursor import load_cursor
 from .devenv import make_devenv
 from .event import decode_line
 from .journaltool import follow, format_event, verify_journal
 from .keyfile import load_keyring, save_keyring
 from .keys import Keyring, KeyringInvalid, new_key
+from .reader import backlog
+from .sync import STATUS_NAME
 
 __all__ = ["main"]
 
@@ -161,6 +166,51 @@ def _journal_tail(options: argparse.Namespace, out: TextIO) -> None:
         pass
 
 
+def _journal_status(options: argparse.Namespace, out: TextIO) -> None:
+    try:
+        config = load_config(FilePath(options.config))
+    except ConfigError as error:
+        raise _Failure(str(error)) from None
+    directory = config.journal_directory
+    if not directory.isdir():
+        raise _Failure(f"{directory.path} is not a journal directory")
+    cursor, problem = load_cursor(directory, directory)
+    events, size, oldest = backlog(directory, cursor)
+    status_file = directory.child(STATUS_NAME)
+    status: dict[str, Any] = {}
+    if status_file.exists():
+        try:
+            status = json.loads(status_file.getContent())
+        except ValueError:
+            status = {}
+    now = time.time()
+    last = status.get("last_success")
+    next_attempt = float(status.get("next_attempt") or 0.0)
+    lines = [
+        ("journal", directory.path),
+        (
+            "cursor",
+            f"segment {cursor.segment}, offset {cursor.offset}, "
+            f"next sequence {cursor.sequence}" + (f" ({problem})" if problem else ""),
+        ),
+        ("unsynced", f"{events} events, {size} bytes"),
+        ("oldest", "-" if oldest is None else f"{_utc(int(oldest))} ({now - oldest:.0f} s ago)"),
+        ("last sync", "never" if not last else f"{_utc(int(last))} ({now - last:.0f} s ago)"),
+        (
+            "failures",
+            str(status.get("failures", 0))
+            + (f", last: {status['last_error']}" if status.get("last_error") else ""),
+        ),
+        (
+            "backoff",
+            f"next attempt in {next_attempt - now:.1f} s" if next_attempt > now else "none",
+        ),
+        ("sync", config.sync_url or "off (no [sync] url in the config)"),
+    ]
+    for name, value in lines:
+        print(f"{name + ':':<11}{value}", file=out)
+
+
 def _devenv(options: argparse.Namespace, out: TextIO) -> None:
     directory = FilePath(options.directory)
     made = make_devenv(directory, options.port, options.admin_port)
@@ -244,6 +294,15 @@ def _parser() -> _Parser:
     )
     check.add_argument("directory", metavar="JOURNAL_DIR")
     check.set_defaults(run=_journal_verify)
+    status = journal_commands.add_parser(
+        "status",
+        help="cursor, unsynced backlog, last sync and backoff",
+        description="Show where sync stands for the router configured in PATH: the cursor, "
+        "events and bytes not yet synced, the oldest unsynced event's age, the last sync "
+        "and the current backoff.",
+    )
+    status.add_argument("--config", required=True, metavar="PATH")
+    status.set_defaults(run=_journal_status)
 
     devenv = commands.add_parser(
         "devenv",

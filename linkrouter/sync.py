@@ -33,7 +33,14 @@ from .journal import segments
 from .journalservice import Clock, DelayedCall, RunBlocking
 from .reader import Batch, read_batch
 
-__all__ = ["DEAD_LETTER_NAME", "HTTPClient", "SyncService", "SyncSettings", "SyncStatus"]
+__all__ = [
+    "DEAD_LETTER_NAME",
+    "STATUS_NAME",
+    "HTTPClient",
+    "SyncService",
+    "SyncSettings",
+    "SyncStatus",
+]
 
 DEAD_LETTER_NAME = "dead-letter.jsonl"
 STATUS_NAME = "sync-status.json"
