@@ -166,3 +166,39 @@ class DevenvTests(SynchronousTestCase):
         status, out, _ = run("devenv", directory.path)
         self.assertIn("kept", out)
         self.assertEqual(directory.child("keyring.json").getContent(), before)
+
+
+class StatusTests(SynchronousTestCase):
+    def test_backlogAndCursor(self) -> None:
+        """
+        journal status shows the cursor, the unsynced events and bytes counted from it, and
+        says sync is off when the config has no [sync] url.
+        """
+        from linkrouter.cursor import Cursor, save_cursor
+
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        journal = directory.child("journal")
+        write_journal(journal, 12)
+        first_line = journal.child("00000001.jsonl").getContent().split(b"\n")[0]
+        save_cursor(journal, Cursor(1, len(first_line) + 1, 2))
+        config = directory.child("linkrouter.toml")
+        config.setContent(
+            b'router_id = "r1"\nkeyring = "k"\n[listen]\ntls = false\n'
+            b'[journal]\ndirectory = "journal"\n'
+        )
+        status, out, _ = run("journal", "status", "--config", config.path)
+        self.assertEqual(status, 0, out)
+        self.assertIn("cursor:    segment 1, offset", out)
+        self.assertIn("next sequence 2", out)
+        self.assertIn("unsynced:  11 events", out)
+        self.assertIn("last sync: never", out)
+        self.assertIn("sync:      off", out)
+
+    def test_badConfig(self) -> None:
+        """
+        A config that does not load fails with one line.
+        """
+        status, _, err = run("journal", "status", "--config", self.mktemp())
+        self.assertEqual(status, EXIT_FAILURE)
+        self.assertEqual(err.count("\n"), 1)
