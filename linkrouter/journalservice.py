@@ -12,9 +12,10 @@ the redirects go on.
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -51,7 +52,20 @@ class Clock(Protocol):
     def callLater(self, delay: float, f: Callable[[], object]) -> DelayedCall: ...
 
 
-_LOG_EVERY = 60.0  # seconds between two log lines about dropped events
+_LOG_EVERY = 60.0
+
+
+class _EncodeError(Exception):
+    """
+    A batch could not be encoded (never expected: it is dropped and counted, not fatal).
+    """
+
+
+class _Written(NamedTuple):
+    next_sequence: int
+    size: int
+    fsync_seconds: float | None
+    sync_error: OSError | None  # seconds between two log lines about dropped events
 
 
 def run_in_place(function: Callable[[], T]) -> Deferred[T]:
@@ -153,42 +167,46 @@ class JournalService(Service):
         batch = [first, *self._queue.pending]
         self._queue.pending.clear()
         self._busy = True
-        try:
-            data, next_sequence = encode_hits(
-                batch, self.router_id, self._next_sequence, self._ip_storage
-            )
-        except Exception as error:  # never let one bad batch stop the writer
-            self._drop("encode-error", len(batch), str(error))
-            self._busy = False
-            self._next()
-            return succeed(None)
+        first_sequence = self._next_sequence
         always = self._fsync_interval == 0
 
-        def write() -> tuple[float | None, OSError | None]:
+        def write() -> _Written:
+            # On the worker thread: encoding, like the disk, stays off the redirect path.
+            try:
+                data, next_sequence = encode_hits(
+                    batch, self.router_id, first_sequence, self._ip_storage
+                )
+            except Exception as error:
+                raise _EncodeError(str(error)) from error
             self.journal.append(data)  # a failure here drops the batch: nothing was kept
             if not always:
-                return None, None
+                return _Written(next_sequence, len(data), None, None)
             started = self._clock.seconds()
             try:
                 self.journal.sync()
             except OSError as error:  # the lines are written; only their durability is late
-                return None, error
-            return self._clock.seconds() - started, None
+                return _Written(next_sequence, len(data), None, error)
+            return _Written(next_sequence, len(data), self._clock.seconds() - started, None)
 
-        def written(result: tuple[float | None, OSError | None]) -> None:
-            self._next_sequence = next_sequence
+        def written(result: _Written) -> None:
+            self._next_sequence = result.next_sequence
             self.written += len(batch)
-            self.disk_bytes += len(data)
-            duration, sync_error = result
-            if sync_error is not None:
-                self.log.error("journal fsync failed: {error}", error=sync_error)
-            elif duration is not None:
-                self._on_fsync(duration)
+            self.disk_bytes += result.size
+            if result.sync_error is not None:
+                self.log.error("journal fsync failed: {error}", error=result.sync_error)
+            elif result.fsync_seconds is not None:
+                self._on_fsync(result.fsync_seconds)
             if not always and self._accepting:
                 self._schedule_sync()
 
         def failed(failure: Any) -> None:
-            reason = "disk-full" if getattr(failure.value, "errno", None) == 28 else "io-error"
+            error = failure.value
+            if isinstance(error, _EncodeError):
+                reason = "encode-error"
+            elif getattr(error, "errno", None) == errno.ENOSPC:
+                reason = "disk-full"
+            else:
+                reason = "io-error"
             self._drop(reason, len(batch), failure.getErrorMessage())
 
         def done(_: object) -> None:
