@@ -7,6 +7,7 @@ Pure functions; the random source is passed in, so tests can pin it.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 from collections.abc import Callable
@@ -40,10 +41,12 @@ def parse_retry_after(value: bytes | None, now: float) -> float | None:
     if not value:
         return None
     text = value.decode("latin-1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return min(float(text), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:  # asctime and other zone-less forms are GMT in HTTP
+        when = when.replace(tzinfo=datetime.UTC)
     return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER)

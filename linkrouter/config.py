@@ -105,6 +105,16 @@ def _positive(kind: type) -> Callable[[object], Any]:
     return check
 
 
+def _at_most(limit: int, check: Callable[[object], Any]) -> Callable[[object], Any]:
+    def bounded(value: object) -> Any:
+        checked = check(value)
+        if checked > limit:
+            raise ValueError(f"is over {limit}")
+        return checked
+
+    return bounded
+
+
 def _string(pattern: str, hint: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
@@ -180,8 +190,8 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
         "url": ("sync_url", _url),
         "token_file": ("sync_token_file", _PATH),
         "interval": ("sync_interval", _positive(float)),
-        "batch_events": ("sync_batch_events", _positive(int)),
-        "batch_bytes": ("sync_batch_bytes", _positive(int)),
+        "batch_events": ("sync_batch_events", _at_most(100_000, _positive(int))),
+        "batch_bytes": ("sync_batch_bytes", _at_most(64 * 1024 * 1024, _positive(int))),
         "backoff_base": ("sync_backoff_base", _positive(float)),
         "backoff_cap": ("sync_backoff_cap", _positive(float)),
         "timeout": ("sync_timeout", _positive(float)),

@@ -17,6 +17,7 @@ import os
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from .event import decode_line
 from .journal import segment_name, segments
 
 __all__ = ["CURSOR_NAME", "Cursor", "load_cursor", "save_cursor"]
@@ -40,20 +41,33 @@ class Cursor:
 def _parse(path: FilePath[str]) -> Cursor | None:
     try:
         document = json.loads(path.getContent())
-        cursor = Cursor(
-            int(document["segment"]), int(document["offset"]), int(document["sequence"])
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        values = [document["segment"], document["offset"], document["sequence"]]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
+    if not all(type(value) is int for value in values):
+        return None
+    cursor = Cursor(*values)
     if cursor.segment < 0 or cursor.offset < 0 or cursor.sequence < 1:
         return None
     return cursor
 
 
+def _sequence_at(segment: FilePath[str], offset: int) -> int | None:
+    """
+    The sequence number of the event whose line starts at C{offset}; C{None} if no whole,
+    valid line starts there.
+    """
+    with open(segment.path, "rb") as file:
+        file.seek(offset)
+        event = decode_line(file.readline(1024 * 1024))
+    return None if event is None else int(event["seq"])
+
+
 def _valid(cursor: Cursor, journal: FilePath[str]) -> bool:
     """
-    Whether C{cursor} points at a line boundary of an existing segment (or the start of the
-    oldest one).
+    Whether C{cursor} points at a line boundary of an existing segment where the event of
+    its sequence number starts (or, at a segment's end, where the next segment starts with
+    it): a cursor changed by damage almost never passes.
     """
     segment = journal.child(segment_name(cursor.segment))
     if not segment.exists():
@@ -61,11 +75,19 @@ def _valid(cursor: Cursor, journal: FilePath[str]) -> bool:
     size = segment.getsize()
     if cursor.offset > size:
         return False
-    if cursor.offset == 0:
-        return True
-    with open(segment.path, "rb") as file:
-        file.seek(cursor.offset - 1)
-        return file.read(1) == b"\n"
+    if cursor.offset:
+        with open(segment.path, "rb") as file:
+            file.seek(cursor.offset - 1)
+            if file.read(1) != b"\n":
+                return False
+    if cursor.offset < size:
+        found = _sequence_at(segment, cursor.offset)
+        return found is None or found == cursor.sequence  # a corrupt line cannot tell
+    later = [path for number, path in segments(journal) if number > cursor.segment]
+    if not later:
+        return True  # the end of the newest segment: nothing written after it yet
+    found = _sequence_at(later[0], 0)
+    return found is None or found == cursor.sequence
 
 
 def oldest_cursor(journal: FilePath[str]) -> Cursor:

@@ -25,14 +25,15 @@ __all__ = ["Batch", "backlog", "read_batch"]
 class Batch:
     """
     Events read from C{start}: their lines (each ending in a newline), the cursor just after
-    the last line read, the sequence numbers of the events, and the places of corrupt lines
-    skipped on the way.
+    the last line read, the places of corrupt lines skipped on the way, and whether reading
+    stopped at a limit (more may be waiting) rather than at the end of the journal.
     """
 
     start: Cursor
     lines: tuple[bytes, ...]
     end: Cursor
     corrupt: tuple[str, ...]
+    full: bool = False
 
     @property
     def size(self) -> int:
@@ -51,6 +52,11 @@ def read_batch(journal: FilePath[str], start: Cursor, max_events: int, max_bytes
     segment, offset, sequence = start.segment, start.offset, start.sequence
     numbers = [number for number, _ in segments(journal)]
     newer = [number for number in numbers if number > segment]
+    if segment not in numbers:  # deleted under us, or no journal yet: go to what exists
+        if not newer:
+            return Batch(start, (), start, ())
+        segment, offset = newer.pop(0), 0
+    stopped = False
     while True:
         path = journal.child(segment_name(segment))
         live = not newer
@@ -78,6 +84,7 @@ def read_batch(journal: FilePath[str], start: Cursor, max_events: int, max_bytes
             position = newline + 1
         offset += position
         if full or len(lines) >= max_events or size >= max_bytes:
+            stopped = True
             break
         rest = data[position:]
         if rest and len(data) == budget:
@@ -90,7 +97,7 @@ def read_batch(journal: FilePath[str], start: Cursor, max_events: int, max_bytes
         if rest:  # an older segment ends in a torn line: skip it
             corrupt.append(f"{segment_name(segment)}:{offset}")
         segment, offset = newer.pop(0), 0
-    return Batch(start, tuple(lines), Cursor(segment, offset, sequence), tuple(corrupt))
+    return Batch(start, tuple(lines), Cursor(segment, offset, sequence), tuple(corrupt), stopped)
 
 
 def backlog(journal: FilePath[str], start: Cursor) -> tuple[int, int, float | None]:

@@ -106,6 +106,7 @@ class SyncStatus:
                 "next_attempt": self.next_attempt,
                 "sent": self.sent,
                 "dead_lettered": self.dead_lettered,
+                "skipped_corrupt": self.skipped_corrupt,
             }
         ).encode()
 
@@ -151,6 +152,7 @@ class SyncService(Service):
         self._loop: LoopingCall | None = None
         self._running: Deferred[None] | None = None
         self._retry: DelayedCall | None = None
+        self._dead: set[bytes] = set()
 
     # -- life cycle
 
@@ -177,13 +179,23 @@ class SyncService(Service):
         in_flight = self._running if self._running is not None else succeed(None)
         final: Deferred[None] = Deferred()
 
+        def settle(_: object) -> None:
+            if not final.called:
+                final.callback(None)
+
         def attempt(_: object) -> None:
+            if final.called:
+                return  # out of time already: no attempt after the stop
             self.status.next_attempt = 0.0
-            last = self._sync()
-            last.chainDeferred(final)
+            self._sync().addBoth(settle)
+
+        def give_up() -> None:
+            if self._running is not None:
+                self._running.cancel()
+            settle(None)
 
         in_flight.addBoth(attempt)
-        timer = self._clock.callLater(self.settings.final_sync_seconds, final.cancel)
+        timer = self._clock.callLater(self.settings.final_sync_seconds, give_up)
 
         def done(result: object) -> None:
             if timer.active():
@@ -236,10 +248,7 @@ class SyncService(Service):
                 await self._send(batch, body)
                 await self._advance(batch)
                 self._succeeded()
-                full = len(batch.lines) >= self.settings.max_events or (
-                    batch.size >= self.settings.max_bytes
-                )
-                if not full:
+                if not batch.full:
                     return
         except _Refused as refusal:
             self._failed(str(refusal), refusal.retry_after)
@@ -253,36 +262,45 @@ class SyncService(Service):
     async def _send(self, batch: Batch, body: bytes) -> None:
         lines = list(batch.lines)
         while lines:
-            response = await self._http.post(
-                self.settings.url,
-                data=body,
-                headers={
-                    b"Content-Type": [b"application/x-ndjson"],
-                    b"Content-Encoding": [b"gzip"],
-                    b"Authorization": [b"Bearer " + self.settings.token],
-                    b"X-Linkrouter-Router": [self.settings.router_id.encode()],
-                },
-                timeout=self.settings.timeout,
+            exchange = Deferred.fromCoroutine(self._post(body))
+            # treq's own timeout covers only the headers, on the global reactor: bound the
+            # whole exchange, body included, on our clock.
+            code, content, retry_after = await exchange.addTimeout(
+                self.settings.timeout,
+                self._clock,  # type: ignore[arg-type]
             )
-            content = await response.content()
-            if 200 <= response.code < 300:
+            if 200 <= code < 300:
                 self.status.sent += len(lines)
                 return
-            if response.code in _RETRYABLE_REFUSALS:
+            if code in _RETRYABLE_REFUSALS:
                 rejected = self._rejected_lines(content, len(lines))
                 if rejected:
                     await self._run(
                         partial(self._dead_letter, [lines[i] for i in sorted(rejected)])
                     )
-                    self.status.dead_lettered += len(rejected)
                     lines = [line for i, line in enumerate(lines) if i not in rejected]
                     body = await self._run(partial(gzip.compress, b"".join(lines), 1))
                     continue
-            retry_after = parse_retry_after(
-                (response.headers.getRawHeaders(b"retry-after") or [None])[0],
-                self._clock.seconds(),
-            )
-            raise _Refused(f"the collector answered {response.code}", retry_after)
+            raise _Refused(f"the collector answered {code}", retry_after)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes, float | None]:
+        response = await self._http.post(
+            self.settings.url,
+            data=body,
+            headers={
+                b"Content-Type": [b"application/x-ndjson"],
+                b"Content-Encoding": [b"gzip"],
+                b"Authorization": [b"Bearer " + self.settings.token],
+                b"X-Linkrouter-Router": [self.settings.router_id.encode()],
+            },
+            allow_redirects=False,  # a redirect is no acknowledgement
+        )
+        content = await response.content()
+        retry_after = parse_retry_after(
+            (response.headers.getRawHeaders(b"retry-after") or [None])[0],
+            self._clock.seconds(),
+        )
+        return response.code, content, retry_after
 
     @staticmethod
     def _rejected_lines(content: bytes, count: int) -> set[int]:
@@ -297,10 +315,18 @@ class SyncService(Service):
         return {n for n in numbers if 0 <= n < count}
 
     def _dead_letter(self, lines: list[bytes]) -> None:
+        """
+        Append refused lines to the dead-letter file, each once even if a batch is re-sent.
+        """
+        fresh = [line for line in lines if line not in self._dead]
+        if not fresh:
+            return
+        self._dead.update(fresh)
+        self.status.dead_lettered += len(fresh)
         path = self.journal.child(DEAD_LETTER_NAME)
         fd = os.open(path.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, b"".join(lines))
+            os.write(fd, b"".join(fresh))
             os.fsync(fd)
         finally:
             os.close(fd)

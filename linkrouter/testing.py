@@ -33,14 +33,25 @@ MAX_INFLATED = 64 * 1024 * 1024
 
 
 def _inflate(body: bytes) -> bytes | None:
-    decompressor = zlib.decompressobj(wbits=31)
-    try:
-        data = decompressor.decompress(body, MAX_INFLATED + 1)
-    except zlib.error:
-        return None
-    if len(data) > MAX_INFLATED or not decompressor.eof:
-        return None
-    return data
+    """
+    The data of every gzip member in C{body}, or C{None} if it is not gzip, has trailing
+    garbage, or would inflate past L{MAX_INFLATED} (decompressed in bounded steps).
+    """
+    pieces: list[bytes] = []
+    total = 0
+    rest = body
+    while rest:
+        decompressor = zlib.decompressobj(wbits=31)
+        try:
+            data = decompressor.decompress(rest, MAX_INFLATED + 1 - total)
+        except zlib.error:
+            return None
+        total += len(data)
+        if total > MAX_INFLATED or not decompressor.eof:
+            return None
+        pieces.append(data)
+        rest = decompressor.unused_data
+    return b"".join(pieces) if pieces else None
 
 
 class FakeCollector(Resource):
