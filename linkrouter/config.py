@@ -49,6 +49,7 @@ class RouterConfig:
     segment_bytes: int = 64 * 1024 * 1024
     segment_seconds: float = 3600.0
     queue_size: int = 10_000
+    write_delay: float = 0.02
     ip_storage: IPStorage = IPStorage.FULL
     admin_host: str = "127.0.0.1"
     admin_port: int | None = 9110
@@ -182,6 +183,10 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
         "segment_bytes": ("segment_bytes", _positive(int)),
         "segment_seconds": ("segment_seconds", _positive(float)),
         "queue_size": ("queue_size", _positive(int)),
+        "write_delay": (
+            "write_delay",
+            lambda v: 0.0 if v == 0 else _at_most(1, _positive(float))(v),
+        ),
         "ip_storage": ("ip_storage", _ip_storage),
         "retention_seconds": ("retention_seconds", _positive(float)),
         "max_bytes": ("max_journal_bytes", _positive(int)),

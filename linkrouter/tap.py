@@ -171,6 +171,7 @@ def build_service(
         ip_storage=config.ip_storage,
         on_fsync=metrics.fsync.observe,
         max_bytes=config.max_journal_bytes,
+        write_delay=config.write_delay,
     )
     metrics.watch(journal)
     sync = None
