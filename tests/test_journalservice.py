@@ -525,3 +525,62 @@ class StopTests(ServiceTestCase):
         self.successResultOf(stopped)
         self.assertEqual(service.dropped["disk-full"], 2)
         self.assertEqual(self.journal.calls[-1], "close")
+
+
+class BudgetTests(ServiceTestCase):
+    """
+    The journal's disk budget, and the group-commit write delay.
+    """
+
+    def test_overBudgetDrops(self) -> None:
+        """
+        Once the journal holds max_bytes, new events are dropped and counted as
+        disk-budget; when sync frees segments (released), writing resumes.
+        """
+        service = self.started(max_bytes=600)
+        for number in range(4):
+            service.record(hit(number))
+        written = service.written
+        self.assertGreaterEqual(service.disk_bytes, 600)
+        self.assertLess(written, 4)
+        self.assertEqual(service.dropped["disk-budget"], 4 - written)
+        service.released(service.disk_bytes)
+        service.record(hit(9))
+        self.assertEqual(service.written, written + 1)
+        self.stop(service)
+
+    def test_budgetCountsExistingSegments(self) -> None:
+        """
+        At start the budget counts what is already on disk.
+        """
+        first = self.started()
+        for number in range(3):
+            first.record(hit(number))
+        self.stop(first)
+        size = sum(path.getsize() for _, path in segments(self.directory))
+        self.journal = RecordingJournal(self.directory)
+        self.addCleanup(self.journal.close)
+        second = self.started(max_bytes=size)
+        self.assertEqual(second.disk_bytes, size)
+        second.record(hit(4))
+        self.assertEqual(dict(second.dropped), {"disk-budget": 1})
+        self.stop(second)
+
+    def test_writeDelayGathersABatch(self) -> None:
+        """
+        With a write delay, clicks arriving after a write wait for it and are written
+        together in one append; stopping writes what waits at once.
+        """
+        service = self.started(write_delay=0.05)
+        service.record(hit(0))  # the consumer waits only after its first delay
+        self.clock.advance(0.05)
+        service.record(hit(1))
+        appends = len(self.journal.appended)
+        service.record(hit(2))
+        service.record(hit(3))
+        self.assertEqual(len(self.journal.appended), appends)
+        self.clock.advance(0.05)
+        self.assertEqual(len(self.journal.appended), appends + 1)
+        service.record(hit(4))
+        self.stop(service)
+        self.assertEqual(self.agents(), [f"agent-{n}" for n in range(5)])
