@@ -204,7 +204,7 @@ def running(
     try:
         _wait_until_redirecting(server, process)
         yield replace(server, pid=process.pid)
-    except BaseException:
+    except Exception:
         log.flush()
         tail = (directory / "output.log").read_text(errors="replace")[-2000:]
         print(f"--- {server.name} output:\n{tail}", file=sys.stderr)
@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_router: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
 
+    # a terminated benchmark still stops its servers: the finally blocks run on SystemExit
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     load_average = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-router-") as temporary, ExitStack() as stack:
         root = Path(temporary)
