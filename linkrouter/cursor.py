@@ -17,6 +17,7 @@ import os
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from .durable import fsync_directory
 from .event import decode_line
 from .journal import segment_name, segments
 
@@ -116,14 +117,6 @@ def load_cursor(state: FilePath[str], journal: FilePath[str]) -> tuple[Cursor, s
     ), None if missing else "cursor damaged; sync starts again from the oldest segment"
 
 
-def _fsync_directory(directory: FilePath[str]) -> None:
-    fd = os.open(directory.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_cursor(state: FilePath[str], cursor: Cursor) -> None:
     """
     Durably replace the cursor in C{state}, keeping the one it replaces as the previous copy.
@@ -142,4 +135,4 @@ def save_cursor(state: FilePath[str], cursor: Cursor) -> None:
     if current.exists():
         os.replace(current.path, state.child(_PREVIOUS_NAME).path)
     os.replace(temporary.path, current.path)
-    _fsync_directory(state)
+    fsync_directory(state)

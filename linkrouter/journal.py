@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 from twisted.python.filepath import FilePath
 
+from .durable import fsync_directory
 from .event import decode_line
 
 __all__ = ["JournalError", "SegmentJournal", "segment_name", "segments"]
@@ -50,14 +51,6 @@ def segments(directory: FilePath[str]) -> list[tuple[int, FilePath[str]]]:
         if match:
             found.append((int(match.group(1)), directory.child(name)))
     return sorted(found)
-
-
-def _fsync_directory(directory: FilePath[str]) -> None:
-    fd = os.open(directory.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _last_good_line(data: bytes) -> tuple[int, int | None]:
@@ -173,7 +166,7 @@ class SegmentJournal:
         self._size = os.fstat(fd).st_size
         self._opened_at = self._first_event_time(path) if self._size else self._clock()
         if created:
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
 
     def _first_event_time(self, path: FilePath[str]) -> float:
         """

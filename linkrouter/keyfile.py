@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
+from .durable import fsync_directory
 from .keys import Key, Keyring, KeyringInvalid, KeyState
 
 __all__ = [
@@ -172,8 +173,4 @@ def save_keyring(keyring: Keyring, path: FilePath[str]) -> None:
         if temporary.exists():
             temporary.remove()
         raise
-    directory = os.open(path.parent().path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent())

@@ -29,6 +29,7 @@ from twisted.python.filepath import FilePath
 
 from .backoff import full_jitter, parse_retry_after
 from .cursor import Cursor, load_cursor, save_cursor
+from .durable import fsync_directory
 from .journal import segments
 from .journalservice import Clock, DelayedCall, RunBlocking
 from .reader import Batch, read_batch
@@ -364,11 +365,7 @@ class SyncService(Service):
                 path.remove()
                 removed += size
         if removed:
-            fd = os.open(self.journal.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_directory(self.journal)
         return removed
 
     def retire(self) -> Deferred[int]:
