@@ -32,31 +32,47 @@ _LATENCY_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 
 _FSYNC_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
+def _one(
+    family: type[GaugeMetricFamily | CounterMetricFamily], name: str, text: str, value: float
+) -> Metric:
+    """
+    A metric family of one unlabelled sample.
+    """
+    metric = family(name, text)
+    metric.add_metric([], value)
+    return metric
+
+
 class _JournalCollector(Collector):
     def __init__(self, journal: JournalService) -> None:
         self._journal = journal
 
     def collect(self) -> Iterator[Metric]:
         journal = self._journal
-        depth = GaugeMetricFamily("linkrouter_queue_depth", "Events waiting for the journal.")
-        depth.add_metric([], journal.depth)
-        yield depth
-        written = CounterMetricFamily(
-            "linkrouter_events_written", "Events written to the journal."
+        yield _one(
+            GaugeMetricFamily,
+            "linkrouter_queue_depth",
+            "Events waiting for the journal.",
+            journal.depth,
         )
-        written.add_metric([], journal.written)
-        yield written
+        yield _one(
+            CounterMetricFamily,
+            "linkrouter_events_written",
+            "Events written to the journal.",
+            journal.written,
+        )
         dropped = CounterMetricFamily(
             "linkrouter_events_dropped", "Events dropped, by reason.", labels=["reason"]
         )
         for reason, count in sorted(journal.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
-        size = CounterMetricFamily(
-            "linkrouter_journal_bytes", "Bytes appended to the journal since start."
+        yield _one(
+            CounterMetricFamily,
+            "linkrouter_journal_bytes",
+            "Bytes appended to the journal since start.",
+            journal.journal.bytes_written,
         )
-        size.add_metric([], journal.journal.bytes_written)
-        yield size
 
 
 class _SyncCollector(Collector):
@@ -67,35 +83,46 @@ class _SyncCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         status = self._sync.status
         cursor = status.cursor
-        unsynced = GaugeMetricFamily(
-            "linkrouter_sync_unsynced_events", "Journaled events not yet acknowledged."
-        )
         waiting = 0 if cursor is None else max(0, self._journal.next_sequence - cursor.sequence)
-        unsynced.add_metric([], waiting)
-        yield unsynced
-        failures = GaugeMetricFamily(
-            "linkrouter_sync_failures", "Failed sync attempts in a row (0 when healthy)."
-        )
-        failures.add_metric([], status.failures)
-        yield failures
-        last = GaugeMetricFamily(
-            "linkrouter_sync_last_success_timestamp_seconds", "When a batch was last acknowledged."
-        )
-        last.add_metric([], status.last_success or 0.0)
-        yield last
-        retry = GaugeMetricFamily(
-            "linkrouter_sync_next_attempt_timestamp_seconds", "When backoff allows the next try."
-        )
-        retry.add_metric([], status.next_attempt)
-        yield retry
-        sent = CounterMetricFamily("linkrouter_sync_events_sent", "Events acknowledged.")
-        sent.add_metric([], status.sent)
-        yield sent
-        dead = CounterMetricFamily(
-            "linkrouter_sync_dead_lettered", "Events the collector refused, set aside."
-        )
-        dead.add_metric([], status.dead_lettered)
-        yield dead
+        for family, name, text, value in [
+            (
+                GaugeMetricFamily,
+                "linkrouter_sync_unsynced_events",
+                "Journaled events not yet acknowledged.",
+                waiting,
+            ),
+            (
+                GaugeMetricFamily,
+                "linkrouter_sync_failures",
+                "Failed sync attempts in a row (0 when healthy).",
+                status.failures,
+            ),
+            (
+                GaugeMetricFamily,
+                "linkrouter_sync_last_success_timestamp_seconds",
+                "When a batch was last acknowledged.",
+                status.last_success or 0.0,
+            ),
+            (
+                GaugeMetricFamily,
+                "linkrouter_sync_next_attempt_timestamp_seconds",
+                "When backoff allows the next try.",
+                status.next_attempt,
+            ),
+            (
+                CounterMetricFamily,
+                "linkrouter_sync_events_sent",
+                "Events acknowledged.",
+                status.sent,
+            ),
+            (
+                CounterMetricFamily,
+                "linkrouter_sync_dead_lettered",
+                "Events the collector refused, set aside.",
+                status.dead_lettered,
+            ),
+        ]:
+            yield _one(family, name, text, value)
 
 
 _OUTCOMES = ("redirect", "open", "invalid", "blocked", "method", "health")
