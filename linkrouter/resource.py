@@ -19,6 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from .codec import Kind, TrackedLink, verify
 from .event import Hit
+from .headers import header_block, set_headers
 from .keys import Key
 
 __all__ = ["HSTS", "NOT_FOUND_PAGE", "PIXEL", "LinkResource"]
@@ -31,7 +32,25 @@ PIXEL = bytes.fromhex(
 HSTS = b"max-age=63072000"
 NOT_FOUND_PAGE = b"<!DOCTYPE html><title>Not found</title><p>This link is not valid.</p>\n"
 NOT_ALLOWED_PAGE = b"<!DOCTYPE html><title>Method not allowed</title>\n"
-_PIXEL_LENGTH = str(len(PIXEL)).encode()
+
+_EVERY = ((b"server", b"linkrouter"), (b"strict-transport-security", HSTS))
+_NO_STORE = (*_EVERY, (b"cache-control", b"no-store"))
+_HTML = (b"content-type", b"text/html; charset=utf-8")
+_REDIRECT = header_block(
+    (*_NO_STORE, (b"referrer-policy", b"no-referrer"), (b"content-length", b"0"))
+)
+_PIXEL = header_block(
+    (
+        *_NO_STORE,
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-type", b"image/gif"),
+        (b"content-length", str(len(PIXEL)).encode()),
+    )
+)
+_NOT_FOUND = header_block((*_NO_STORE, _HTML))
+_NOT_ALLOWED = header_block((*_NO_STORE, _HTML, (b"allow", b"GET, HEAD")))
+_HEALTH = header_block((*_NO_STORE, (b"content-type", b"text/plain; charset=utf-8")))
+_LOCATION = header_block(((b"location", b"/"),))[0][0]
 
 
 def _ignore(outcome: str, seconds: float) -> None:
@@ -69,19 +88,15 @@ class LinkResource(Resource):
 
     def render(self, request: Request) -> bytes | int:
         started = time.perf_counter()
-        request.setHeader(b"server", b"linkrouter")  # not Twisted's name and version
-        request.setHeader(b"strict-transport-security", HSTS)
-        request.setHeader(b"cache-control", b"no-store")
         method = request.method
         if method != b"GET" and method != b"HEAD":
             request.setResponseCode(405)
-            request.setHeader(b"allow", b"GET, HEAD")
-            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            set_headers(request, _NOT_ALLOWED)
             self._observe("method", time.perf_counter() - started)
             return NOT_ALLOWED_PAGE
         path = request.path.decode("latin-1")
         if path == "/healthz":
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            set_headers(request, _HEALTH)
             self._observe("health", time.perf_counter() - started)
             if self.draining:
                 request.setResponseCode(503)
@@ -90,20 +105,19 @@ class LinkResource(Resource):
         link = verify(path, self._keys())
         if not isinstance(link, TrackedLink):
             request.setResponseCode(404)
-            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            set_headers(request, _NOT_FOUND)
             self._observe("invalid", time.perf_counter() - started)
             return NOT_FOUND_PAGE
-        request.setHeader(b"referrer-policy", b"no-referrer")
         if link.kind is Kind.OPEN:
-            request.setHeader(b"content-type", b"image/gif")
-            request.setHeader(b"content-length", _PIXEL_LENGTH)
+            set_headers(request, _PIXEL)
             request.write(PIXEL)
             outcome = "open"
         else:
             assert link.target is not None
             request.setResponseCode(302)
-            request.setHeader(b"location", link.target.encode("ascii"))
-            request.setHeader(b"content-length", b"0")
+            set_headers(request, _REDIRECT)
+            # The codec only yields printable ASCII targets: nothing to check or escape.
+            request.responseHeaders._rawHeaders[_LOCATION] = [link.target.encode("ascii")]
             outcome = "redirect"
         request.finish()  # the answer is on its way before the click is recorded
         self._observe(outcome, time.perf_counter() - started)

@@ -24,8 +24,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.python.threadpool import ThreadPool
-from twisted.web.http import Request
-from twisted.web.server import Site
 
 from .collectorclient import TokenError, collector_client, load_token
 from .config import ConfigError, RouterConfig, load_config
@@ -33,13 +31,13 @@ from .journal import JournalError, SegmentJournal
 from .journalservice import JournalService, RunBlocking
 from .keyfile import load_keyring
 from .keys import Key, KeyringInvalid
-from .limits import LimitedHTTPChannel
 from .metrics import MetricsResource, RouterMetrics
 from .resource import LinkResource
+from .site import LinkSite, QuietSite
 from .sync import HTTPClient, SyncService, SyncSettings
 from .tls import TLSError, server_options
 
-__all__ = ["Options", "QuietSite", "RouterService", "build_service", "makeService"]
+__all__ = ["Options", "RouterService", "build_service", "makeService"]
 
 CLIENT_TIMEOUT = 30
 """Seconds an idle or slow client may hold a connection."""
@@ -57,18 +55,6 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["config"] is None:
             raise usage.UsageError("--config PATH is required")
-
-
-class QuietSite(Site):
-    """
-    A site that writes no access log (request paths carry destinations, which the router
-    must never store) and enforces the request limits of L{LimitedHTTPChannel}; HTTP/1.1.
-    """
-
-    protocol = LimitedHTTPChannel  # type: ignore[assignment]  # HTTP/1.1 only, no H2 wrapper
-
-    def log(self, request: Request) -> None:
-        pass
 
 
 class RouterService(MultiService):
@@ -209,7 +195,7 @@ def build_service(
         )
         metrics.watch_sync(sync, journal)
     resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
-    site = QuietSite(resource, timeout=CLIENT_TIMEOUT)  # type: ignore[no-untyped-call]
+    site = LinkSite(resource, timeout=CLIENT_TIMEOUT)
     if config.tls:
         assert config.certificate is not None and config.private_key is not None
         options = server_options(config.certificate, config.private_key)

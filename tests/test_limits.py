@@ -13,7 +13,7 @@ from linkrouter.event import Hit
 from linkrouter.keys import Key, KeyState
 from linkrouter.limits import MAX_HEADERS, MAX_REQUEST_LINE
 from linkrouter.resource import LinkResource
-from linkrouter.tap import QuietSite
+from linkrouter.site import QuietSite
 
 KEY = Key("k1", b"\x01" * 32, KeyState.ACTIVE)
 

@@ -1,6 +1,6 @@
 """
-Tests for L{linkrouter.resource} and L{linkrouter.tap.QuietSite}: the answers of links.md,
-driven through a real L{Site} over an in-memory transport.
+Tests for L{linkrouter.resource}: the answers of links.md, driven through the router's
+L{linkrouter.site.LinkSite} and a plain C{Site} over an in-memory transport.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from linkrouter.codec import Kind, Part, sign
 from linkrouter.event import Hit
 from linkrouter.keys import Key, KeyState
 from linkrouter.resource import NOT_FOUND_PAGE, PIXEL, LinkResource
-from linkrouter.tap import QuietSite
+from linkrouter.site import LinkSite, QuietSite
 
 KEY = Key("k1", b"\x01" * 32, KeyState.ACTIVE)
 REVOKED = Key("k0", b"\x02" * 32, KeyState.ACTIVE)
@@ -39,12 +39,20 @@ class Response:
         lines = head.split(b"\r\n")
         self.status = int(lines[0].split()[1])
         self.headers: dict[bytes, bytes] = {}
+        self.names: list[bytes] = []
         for line in lines[1:]:
             name, _, value = line.partition(b":")
+            self.names.append(name.strip().lower())
             self.headers[name.strip().lower()] = value.strip()
 
 
 class LinkResourceTests(SynchronousTestCase):
+    """
+    The resource behind the router's own site, L{LinkSite}.
+    """
+
+    site_class: type[QuietSite] = LinkSite
+
     def setUp(self) -> None:
         self.hits: list[Hit] = []
         self.outcomes: list[str] = []
@@ -56,7 +64,7 @@ class LinkResourceTests(SynchronousTestCase):
             lambda outcome, _: self.outcomes.append(outcome),
             lambda: 12.5,
         )
-        self.site = QuietSite(self.resource, reactor=Clock())
+        self.site = self.site_class(self.resource, reactor=Clock())
         self.link = sign(TARGET, KEY, "L1", Part.HTML, 1764780000, base=BASE)
         self.transport = StringTransport()
 
@@ -80,6 +88,11 @@ class LinkResourceTests(SynchronousTestCase):
 
     def assertCommonHeaders(self, response: Response) -> None:
         self.assertEqual(response.headers[b"strict-transport-security"], b"max-age=63072000")
+        self.assertEqual(response.headers[b"server"], b"linkrouter")
+        self.assertIn(b"date", response.headers)
+        if self.site_class is LinkSite:  # its date comes from the site's (here fake) clock
+            self.assertEqual(response.headers[b"date"], b"Thu, 01 Jan 1970 00:00:00 GMT")
+        self.assertEqual(len(response.names), len(set(response.names)), "no header twice")
 
     def test_clickRedirects(self) -> None:
         """
@@ -93,6 +106,18 @@ class LinkResourceTests(SynchronousTestCase):
         self.assertEqual(response.headers[b"referrer-policy"], b"no-referrer")
         self.assertEqual(response.body, b"")
         self.assertCommonHeaders(response)
+        self.assertEqual(
+            sorted(response.names),
+            [
+                b"cache-control",
+                b"content-length",
+                b"date",
+                b"location",
+                b"referrer-policy",
+                b"server",
+                b"strict-transport-security",
+            ],
+        )
         self.assertEqual(
             [(h.link.link_id, h.method, h.ip, h.user_agent, h.time) for h in self.hits],
             [("L1", b"GET", "192.0.2.7", b"test", 12.5)],
@@ -249,3 +274,12 @@ class LinkResourceTests(SynchronousTestCase):
         text = repr(events)
         for secret in ["s3cret", "example.com", "reset"]:
             self.assertNotIn(secret, text)
+
+
+class LinkResourceUnderTwistedRequestTests(LinkResourceTests):
+    """
+    The same answers from C{twisted.web}'s own request, which traverses and sets its own
+    C{Server} header: the resource's headers replace it.
+    """
+
+    site_class = QuietSite
