@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from linkrouter.codec import Kind, Part, TrackedLink
 from linkrouter.event import Hit, IPStorage, decode_line
 from linkrouter.journal import SegmentJournal, read_lines, segments
-from linkrouter.journalservice import JournalService, run_in_place
+from linkrouter.journalservice import MAX_BATCH, JournalService, run_in_place
 
 LINK = TrackedLink(Kind.CLICK, Part.TEXT, "https://dest.example/p", "kA", "linkA", 1_700_000_000)
 
@@ -212,6 +212,25 @@ class RecordTests(ServiceTestCase):
         self.assertEqual(service.written, 6)
         self.assertEqual(service.depth, 0)
         self.assertEqual(runner.waiting, [])
+
+    def test_batchIsBounded(self) -> None:
+        """
+        One write takes at most L{MAX_BATCH} events, so a backlog is encoded in bounded
+        reactor turns; the rest follows in the next writes, in order.
+        """
+        runner = ControlledRunner()
+        service = self.started(run_blocking=runner, fsync_interval=None, queue_size=3 * MAX_BATCH)
+        service.record(hit(0))
+        for number in range(1, 2 * MAX_BATCH + 2):
+            service.record(hit(number))
+        runner.run_all()
+        self.assertEqual(
+            [chunk.count(b"\n") for chunk in self.journal.appended],
+            [1, MAX_BATCH, MAX_BATCH, 1],
+        )
+        self.assertEqual(
+            [event["seq"] for event in self.events()], list(range(1, 2 * MAX_BATCH + 3))
+        )
 
     def test_queueFull(self) -> None:
         """
@@ -430,6 +449,21 @@ class WriteErrorTests(ServiceTestCase):
         self.journal.append_errno = None
         service.record(hit(2))
         self.assertEqual(self.agents(), ["agent-2"])
+
+    def test_encodeError(self) -> None:
+        """
+        A batch that cannot be encoded (never expected) is dropped and counted as
+        C{encode-error} without reaching the disk; the writer goes on with the next batch.
+        """
+        service = self.started()
+        broken = hit(1)._replace(link=None)  # type: ignore[arg-type]
+        service.record(broken)
+        self.assertEqual(dict(service.dropped), {"encode-error": 1})
+        self.assertEqual(self.journal.appended, [])
+        service.record(hit(2))
+        self.assertEqual(self.agents(), ["agent-2"])
+        self.assertEqual([event["seq"] for event in self.events()], [1])
+        self.stop(service)
 
 
 class StopTests(ServiceTestCase):
