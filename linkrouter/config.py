@@ -9,25 +9,29 @@ its default is listed in C{docs/configuration.rst}.
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
-import tomllib
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from .configschema import (
+    PATH,
+    ConfigError,
+    Schema,
+    absolute_paths,
+    at_most,
+    boolean,
+    host,
+    is_loopback,
+    port,
+    positive,
+    read_document,
+    schema_values,
+    string,
+)
 from .event import IPStorage
 
 __all__ = ["ConfigError", "RouterConfig", "load_config"]
-
-
-class ConfigError(ValueError):
-    """
-    The configuration is unusable; the message is the one line to show the operator.
-    """
 
 
 @frozen
@@ -69,68 +73,6 @@ class RouterConfig:
     sync_client_key: FilePath[str] | None = None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("is not a string")
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if value != "localhost":
-            raise ValueError("is not an IP address (or localhost)") from None
-    return value
-
-
-def _port(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
-        raise ValueError("is not a port number (0 to 65535)")
-    return value
-
-
-def _positive(kind: type) -> Callable[[object], Any]:
-    def check(value: object) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("is not a number")
-        if value <= 0 or (kind is int and not isinstance(value, int)):
-            raise ValueError(f"is not a positive {'whole ' if kind is int else ''}number")
-        return value
-
-    return check
-
-
-def _at_most(limit: int, check: Callable[[object], Any]) -> Callable[[object], Any]:
-    def bounded(value: object) -> Any:
-        checked = check(value)
-        if checked > limit:
-            raise ValueError(f"is over {limit}")
-        return checked
-
-    return bounded
-
-
-def _string(pattern: str, hint: str) -> Callable[[object], str]:
-    def check(value: object) -> str:
-        if not isinstance(value, str) or not re.fullmatch(pattern, value):
-            raise ValueError(f"is not {hint}")
-        return value
-
-    return check
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("is not true or false")
-    return value
-
-
 def _fsync(value: object) -> float | None:
     if value == "always":
         return 0.0
@@ -148,66 +90,63 @@ def _ip_storage(value: object) -> IPStorage:
         raise ValueError('is not "full", "truncated" or "none"') from None
 
 
-_PATH = _string(r".+", "a path")
-
-
 def _url(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+/\S*", value):
         raise ValueError("is not an http(s) URL with a path, like https://collector/v1/events")
     host = value.split("/")[2].rsplit(":", 1)[0].strip("[]")
-    if value.startswith("http://") and not _is_loopback(host):
+    if value.startswith("http://") and not is_loopback(host):
         raise ValueError("uses plain http off loopback; the collector must be https")
     return value
 
 
 # section -> key -> (RouterConfig field, check)
-_SCHEMA: Mapping[str, Mapping[str, tuple[str, Callable[[object], Any]]]] = {
+_SCHEMA: Schema = {
     "": {
         "router_id": (
             "router_id",
-            _string(r"[A-Za-z0-9._-]{1,64}", "1 to 64 of A-Z a-z 0-9 . _ -"),
+            string(r"[A-Za-z0-9._-]{1,64}", "1 to 64 of A-Z a-z 0-9 . _ -"),
         ),
-        "keyring": ("keyring", _PATH),
+        "keyring": ("keyring", PATH),
     },
     "listen": {
-        "host": ("listen_host", _host),
-        "port": ("listen_port", _port),
-        "tls": ("tls", _boolean),
-        "certificate": ("certificate", _PATH),
-        "private_key": ("private_key", _PATH),
-        "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else _positive(float)(v)),
+        "host": ("listen_host", host),
+        "port": ("listen_port", port),
+        "tls": ("tls", boolean),
+        "certificate": ("certificate", PATH),
+        "private_key": ("private_key", PATH),
+        "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else positive(float)(v)),
     },
     "journal": {
-        "directory": ("journal_directory", _PATH),
+        "directory": ("journal_directory", PATH),
         "fsync": ("fsync_interval", _fsync),
-        "segment_bytes": ("segment_bytes", _positive(int)),
-        "segment_seconds": ("segment_seconds", _positive(float)),
-        "queue_size": ("queue_size", _positive(int)),
+        "segment_bytes": ("segment_bytes", positive(int)),
+        "segment_seconds": ("segment_seconds", positive(float)),
+        "queue_size": ("queue_size", positive(int)),
         "write_delay": (
             "write_delay",
-            lambda v: 0.0 if v == 0 else _at_most(1, _positive(float))(v),
+            lambda v: 0.0 if v == 0 else at_most(1, positive(float))(v),
         ),
         "ip_storage": ("ip_storage", _ip_storage),
-        "retention_seconds": ("retention_seconds", _positive(float)),
-        "max_bytes": ("max_journal_bytes", _positive(int)),
+        "retention_seconds": ("retention_seconds", positive(float)),
+        "max_bytes": ("max_journal_bytes", positive(int)),
     },
     "sync": {
         "url": ("sync_url", _url),
-        "token_file": ("sync_token_file", _PATH),
-        "interval": ("sync_interval", _positive(float)),
-        "batch_events": ("sync_batch_events", _at_most(100_000, _positive(int))),
-        "batch_bytes": ("sync_batch_bytes", _at_most(64 * 1024 * 1024, _positive(int))),
-        "backoff_base": ("sync_backoff_base", _positive(float)),
-        "backoff_cap": ("sync_backoff_cap", _positive(float)),
-        "timeout": ("sync_timeout", _positive(float)),
-        "final_sync_seconds": ("sync_final_seconds", _positive(float)),
-        "ca_file": ("sync_ca_file", _PATH),
-        "client_certificate": ("sync_client_certificate", _PATH),
-        "client_key": ("sync_client_key", _PATH),
+        "token_file": ("sync_token_file", PATH),
+        "interval": ("sync_interval", positive(float)),
+        "batch_events": ("sync_batch_events", at_most(100_000, positive(int))),
+        "batch_bytes": ("sync_batch_bytes", at_most(64 * 1024 * 1024, positive(int))),
+        "backoff_base": ("sync_backoff_base", positive(float)),
+        "backoff_cap": ("sync_backoff_cap", positive(float)),
+        "timeout": ("sync_timeout", positive(float)),
+        "final_sync_seconds": ("sync_final_seconds", positive(float)),
+        "ca_file": ("sync_ca_file", PATH),
+        "client_certificate": ("sync_client_certificate", PATH),
+        "client_key": ("sync_client_key", PATH),
     },
     "admin": {
-        "host": ("admin_host", _host),
-        "port": ("admin_port", lambda v: None if v is False else _port(v)),
+        "host": ("admin_host", host),
+        "port": ("admin_port", lambda v: None if v is False else port(v)),
     },
 }
 _REQUIRED = {
@@ -227,32 +166,6 @@ _PATH_FIELDS = {
 }
 
 
-def _values(document: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, value in document.items():
-        if name in _SCHEMA and name:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{name}]: must be a table")
-            table, prefix = value, f"{name}."
-            schema = _SCHEMA[name]
-        elif name in _SCHEMA[""]:
-            table, prefix, schema = {name: value}, "", _SCHEMA[""]
-        else:
-            known = sorted([*_SCHEMA[""], *(f"[{s}]" for s in _SCHEMA if s)])
-            raise ConfigError(f"{name}: unknown key; the known ones are {', '.join(known)}")
-        for key, item in table.items():
-            if key not in schema:
-                raise ConfigError(
-                    f"{prefix}{key}: unknown key; [{name}] knows {', '.join(sorted(schema))}"
-                )
-            field_name, check = schema[key]
-            try:
-                values[field_name] = check(item)
-            except ValueError as error:
-                raise ConfigError(f"{prefix}{key}: {item!r} {error}") from None
-    return values
-
-
 def load_config(path: FilePath[str]) -> RouterConfig:
     """
     Read and check the configuration file at C{path}; relative paths in it are taken from
@@ -260,30 +173,18 @@ def load_config(path: FilePath[str]) -> RouterConfig:
 
     @raise ConfigError: the file is missing or invalid.
     """
-    try:
-        text = path.getContent()
-    except OSError as error:
-        raise ConfigError(f"config {path.path} cannot be read: {error.strerror}") from None
-    try:
-        document = tomllib.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"config {path.path} is not valid TOML: {error}") from None
-    values = _values(document)
+    values = schema_values(read_document(path), _SCHEMA)
     for field_name, key in _REQUIRED.items():
         if field_name not in values:
             raise ConfigError(f"{key}: missing; see docs/configuration.rst")
-    for field_name in _PATH_FIELDS & values.keys():
-        # os.path.join keeps an absolute path as it is and resolves a relative one here
-        values[field_name] = FilePath(
-            os.path.abspath(os.path.join(path.parent().path, values[field_name]))
-        )
+    absolute_paths(values, _PATH_FIELDS, path.parent())
     config = RouterConfig(**values)
     if config.tls and (config.certificate is None or config.private_key is None):
         raise ConfigError(
             "listen.certificate and listen.private_key: required with TLS; or set "
             "listen.tls = false on a loopback address"
         )
-    if not config.tls and not _is_loopback(config.listen_host):
+    if not config.tls and not is_loopback(config.listen_host):
         raise ConfigError(
             f"listen.tls: false is only allowed on a loopback address, not "
             f"{config.listen_host!r}; recipients' links must be HTTPS"
@@ -292,7 +193,7 @@ def load_config(path: FilePath[str]) -> RouterConfig:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):
         raise ConfigError("sync.client_certificate and sync.client_key: give both or neither")
-    if config.admin_port is not None and not _is_loopback(config.admin_host):
+    if config.admin_port is not None and not is_loopback(config.admin_host):
         raise ConfigError(
             f"admin.host: {config.admin_host!r} is not loopback; metrics stay on loopback"
         )
