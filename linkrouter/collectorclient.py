@@ -7,8 +7,6 @@ an optional client certificate for mutual TLS; and the bearer token, read from a
 
 from __future__ import annotations
 
-import os
-import stat
 from typing import Any
 
 from cryptography import x509
@@ -19,6 +17,8 @@ from twisted.python.filepath import FilePath
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer  # type: ignore[import-untyped]
+
+from .privatefile import PrivateFileError, read_private_file
 
 __all__ = ["TokenError", "collector_client", "load_token"]
 
@@ -34,15 +34,9 @@ def load_token(path: FilePath[str]) -> bytes:
     The bearer token in C{path}: mode 0600 (or stricter), one line of visible ASCII.
     """
     try:
-        mode = stat.S_IMODE(os.stat(path.path).st_mode)
-        token = path.getContent().strip()
-    except OSError as error:
-        raise TokenError(f"token file {path.path} cannot be read: {error.strerror}") from None
-    if mode & 0o077:
-        raise TokenError(
-            f"token file {path.path} has mode {mode:04o}: group or others may read it; "
-            f"run 'chmod 600 {path.path}'"
-        )
+        token = read_private_file(path, "token file", 4096).strip()
+    except PrivateFileError as error:
+        raise TokenError(str(error)) from None
     if not token or not all(0x21 <= byte <= 0x7E for byte in token):
         raise TokenError(f"token file {path.path} must hold one token of visible ASCII")
     return token

@@ -48,35 +48,38 @@ class LimitedHTTPChannel(HTTPChannel):
     maxHeaders = MAX_HEADERS
     _expecting_request_line = True
 
-    def _refuse(self, answer: bytes) -> None:
+    def refuse(self, answer: bytes) -> None:
+        """
+        Answer with the complete response C{answer}, close, and ignore whatever follows.
+        """
         self.transport.write(answer)  # type: ignore[union-attr, call-arg, misc]
         self.loseConnection()  # type: ignore[no-untyped-call]
         self.dataReceived = self.lineReceived = lambda *args: None  # type: ignore[method-assign]
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         if self._expecting_request_line:
-            self._refuse(_BAD_REQUEST)
+            self.refuse(_BAD_REQUEST)
         elif self._receivedHeaderSize > self.totalHeadersSize:
-            self._refuse(_HEADERS_TOO_LARGE)
+            self.refuse(_HEADERS_TOO_LARGE)
         else:
-            self._refuse(_BAD_REQUEST)
+            self.refuse(_BAD_REQUEST)
 
     def lineReceived(self, line: bytes) -> None:
         if self._expecting_request_line and line:
             if len(line) > MAX_REQUEST_LINE:
-                self._refuse(_URI_TOO_LONG)
+                self.refuse(_URI_TOO_LONG)
                 return
             self._expecting_request_line = False
         super().lineReceived(line)  # type: ignore[no-untyped-call]
 
     def headerReceived(self, line: bytes) -> bool:
         if self._receivedHeaderCount >= self.maxHeaders:
-            self._refuse(_HEADERS_TOO_LARGE)
+            self.refuse(_HEADERS_TOO_LARGE)
             return False
         return bool(super().headerReceived(line))  # type: ignore[no-untyped-call]
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._refuse(_URI_TOO_LONG if self._expecting_request_line else _HEADERS_TOO_LARGE)
+        self.refuse(_URI_TOO_LONG if self._expecting_request_line else _HEADERS_TOO_LARGE)
 
     def allContentReceived(self) -> None:
         self._expecting_request_line = True
