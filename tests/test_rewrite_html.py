@@ -176,6 +176,8 @@ class PropertyTests(SynchronousTestCase):
         seen: list[str] = []
 
         def marked(value: str) -> str:
+            if not re.fullmatch(r"[^\s\"'<=>&`]*", value):
+                return value  # would be written back escaped
             seen.append(value)
             return value + "\N{BULLET}"
 

@@ -150,7 +150,7 @@ def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
             opt_out(decoded)
         else:
             tracked = track(decoded)
-            if tracked is not None:
+            if tracked is not None and tracked != decoded:
                 quote = {2: '"', 3: "'", 4: ""}[value_group]
                 start, end = href.span(value_group)
                 edits.append((start, end, _encode_attribute(tracked, quote)))
