@@ -36,6 +36,7 @@ _TRANSFER_ENCODING = re.compile(
 _MAX_LINE = 998
 _LONG_LINE = re.compile(rb"[^\n]{%d}" % (_MAX_LINE + 1))
 _IDENTITY = {"7bit", "8bit", "binary"}
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 @frozen
@@ -163,10 +164,16 @@ def _encode(leaf: _Leaf, body: bytes, text: str, linesep: bytes) -> tuple[bytes,
             encoded = encoded.removesuffix(linesep)
         return encoded, False
     if encoding == "quoted-printable":
-        return binascii.b2a_qp(raw, istext=True), False
+        return _quoted_printable(raw, linesep), False
     if encoding == "binary" or not _LONG_LINE.search(raw.replace(b"\r\n", b"\n")):
         return raw, False
-    return binascii.b2a_qp(raw, istext=True), True
+    return _quoted_printable(raw, linesep), True
+
+
+def _quoted_printable(raw: bytes, linesep: bytes) -> bytes:
+    encoded = binascii.b2a_qp(raw, istext=True)
+    # b2a_qp breaks lines with the body's first line ending, or LF if it has none.
+    return _BARE_LF.sub(b"\r\n", encoded) if linesep == b"\r\n" else encoded
 
 
 def _with_quoted_printable(head: bytes, linesep: bytes) -> bytes:
