@@ -182,10 +182,16 @@ _STRIPPED = "".join(map(chr, range(0x21)))
 
 
 def _not_http(value: str) -> str:
+    """
+    What kind of link C{value} is, for the report (browsers ignore tabs and newlines).
+    """
+    value = value.replace("\t", "").replace("\n", "").replace("\r", "")
     if not value:
         return "an empty link"
     if value.startswith("#"):
         return "an anchor in the document"
+    if value[:2] in {"//", "\\\\", "/\\", "\\/"}:
+        return "a scheme-relative link (refused: its scheme is not written)"
     scheme = _SCHEME.match(value)
     if scheme is not None:
         return f"a {scheme.group(1).lower()}: link"
