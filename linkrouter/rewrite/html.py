@@ -40,34 +40,45 @@ _END = rf"(?=[{_SPACE}/>]|\Z)"
 # One alternative an element, not a back-reference: CPython 3.11's possessive repeats
 # mishandle capturing groups inside them.
 _RAW_TEXT_ELEMENTS = "|".join(
-    rf"<{name}{_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/{name}{_END}))*+" for name in _RAW_TEXT
+    rf"<(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
 )
+_SPECIAL = "|".join(["a", "area", "plaintext", *_RAW_TEXT])
 
 # One match: everything up to the next <a> or <area> start tag (skipped in C, possessively,
 # so malformed input cannot make it backtrack), then that tag, or the end of the document.
+# The commonest tokens come first; names are matched case-insensitively, and nothing else is
+# (a case-insensitive pattern is much slower in CPython's engine).
 _NEXT_LINK = re.compile(
     rf"""
     (?:
         [^<]++
-      | <!--\[if[^\]>]*+\]>(?!<!)              # Outlook conditional comment: its content is markup
+      | <(?!(?i:{_SPECIAL}){_END})[A-Za-z]{_ATTRIBUTES}>?   # a start tag without links
+      | </[A-Za-z]{_ATTRIBUTES}>?              # an end tag
+      | <!--\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup inside
       | <!--(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)             # a comment
       | <[!?][^>]*+>?                          # doctype, bogus comment, <![endif]-->
-      | </[A-Za-z]{_ATTRIBUTES}>?              # an end tag
       | </(?:>|(?![A-Za-z])[^>]*+>?)            # an ignored end tag, bogus comment, or EOF
-      | <plaintext{_END}.*+
+      | <(?i:plaintext){_END}.*+
       | {_RAW_TEXT_ELEMENTS}                     # raw text up to its end tag
-      | <(?!(?:a|area){_END})[A-Za-z]{_ATTRIBUTES}>?   # any other start tag
       | <(?![A-Za-z!?/])                         # a "<" that is text
     )*+
-    (?:(?P<link><(?:a|area){_END}{_ATTRIBUTES}>?)|\Z)
+    (?:(?P<link><(?i:a|area){_END}{_ATTRIBUTES}>?)|\Z)
     """,
-    re.IGNORECASE | re.VERBOSE | re.DOTALL,
+    re.VERBOSE | re.DOTALL,
 )
 
 _ATTRIBUTE = re.compile(
     rf"([^{_SPACE}/>][^{_SPACE}/=>]*+)"
     rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+)))?+"
 )
+# The first href of a tag and its value (double-, single- or un-quoted): one match in C.
+_FIRST_HREF = re.compile(
+    rf"<[A-Za-z]++(?:[{_SPACE}/]++|(?!(?i:href)(?:[{_SPACE}/=>]|\Z))"
+    rf"[^{_SPACE}/>][^{_SPACE}/=>]*+"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+)*+"
+    rf"(?i:href)[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+))"
+)
+_QUOTE = {1: '"', 2: "'", 3: ""}
 _TAG_NAME = re.compile(r"<[A-Za-z]+")
 _TRAILING_SPACE = re.compile(rf"[{_SPACE}]*\Z")
 
@@ -103,7 +114,12 @@ def decode_attribute(value: str) -> str:
     """
     if "&" not in value:
         return value
-    return _CHARACTER_REFERENCE.sub(_named_reference, value)
+    # "&amp;" is most of the references in links; it is whole, so the text between two of
+    # them decodes on its own, and only that text needs the general decoder.
+    return "&".join(
+        _CHARACTER_REFERENCE.sub(_named_reference, piece) if "&" in piece else piece
+        for piece in value.split("&amp;")
+    )
 
 
 def _encode_attribute(link: str, quote: str) -> str:
@@ -129,6 +145,19 @@ def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
     C{tag} (one C{<a>} or C{<area>} start tag) with its C{href} tracked and its opt-out
     attributes removed, or C{None} if it stays exactly as it is.
     """
+    if "-no-track" not in tag and "-NO-TRACK" not in tag.upper():
+        # The common case, no opt-out: one match finds the href (the first: browsers
+        # ignore a repeated attribute).
+        first = _FIRST_HREF.match(tag)
+        if first is None or first.lastindex is None:
+            return None
+        value = first.lastindex
+        decoded = decode_attribute(first.group(value))
+        tracked = track(decoded)
+        if tracked is None or tracked == decoded:
+            return None
+        start, end = first.span(value)
+        return tag[:start] + _encode_attribute(tracked, _QUOTE[value]) + tag[end:]
     name_end = _TAG_NAME.match(tag)
     assert name_end is not None
     href: re.Match[str] | None = None
@@ -136,7 +165,7 @@ def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
     for attribute in _ATTRIBUTE.finditer(tag, name_end.end()):
         name = attribute.group(1)
         if len(name) == 4 and href is None and name.lower() == "href":
-            href = attribute  # a repeated attribute is ignored by browsers: the first counts
+            href = attribute
         elif len(name) == len(OPT_OUT_ATTRIBUTE) and name.lower() == OPT_OUT_ATTRIBUTE:
             opt_outs.append(attribute)
     if href is None and not opt_outs:

@@ -22,7 +22,7 @@ from attrs import field, frozen
 
 from ..codec import Part, TargetRefused, sign
 from ..keys import Key
-from ..linkid import link_id
+from ..linkid import message_key
 from ..target import normalize_target
 from .html import rewrite_links
 from .text import rewrite_urls
@@ -163,11 +163,12 @@ class Rewriter:
         sign("https://example.com/", self.key, "check", Part.HTML, 0, base=self.base)
         object.__setattr__(self, "origin", normalize_target(self.base).rstrip("/"))
 
-    def session(self, message_id: str | None = None) -> _Session:
+    def session(self, message_id: str | None = None, written: str | None = None) -> _Session:
         """
-        A session for one message: C{message_id}, else the rewriter's, else a random one.
+        A session for one message, whose id is the first given of: C{message_id} (given for
+        this message), the rewriter's, C{written} (the message's own), a random one.
         """
-        chosen = self.message_id or message_id or uuid.uuid4().hex
+        chosen = message_id or self.message_id or written or uuid.uuid4().hex
         issued_at = int(time.time()) if self.issued_at is None else self.issued_at
         return _Session(self, chosen, issued_at)
 
@@ -207,8 +208,9 @@ class _Session:
         self.rewriter = rewriter
         self.message_id = message_id
         self.issued_at = issued_at
+        self.message_key = message_key(message_id)  # LinkIDs: this and the position
         self.positions: dict[str, int] = {}
-        self.recorded: set[tuple[int, Part]] = set()
+        self.tracked: dict[tuple[str, Part], str] = {}
         self.links: list[LinkRecord] = []
         self.skipped: list[Skipped] = []
         self.opted_out: set[str] = set()
@@ -238,8 +240,11 @@ class _Session:
         if target in self.opted_out:
             self.skip(written, part, SkipReason.OPTED_OUT, "opted out in the HTML part")
             return None
+        tracked = self.tracked.get((target, part))
+        if tracked is not None:  # the same destination again: the same link
+            return tracked
         position = self.positions.get(target, len(self.positions) + 1)
-        identifier = link_id(self.message_id, position)
+        identifier = f"{self.message_key}{position}"
         try:
             tracked = sign(
                 target,
@@ -253,9 +258,8 @@ class _Session:
             self.skip(written, part, SkipReason.TOO_LONG, str(refusal))
             return None
         self.positions[target] = position
-        if (position, part) not in self.recorded:
-            self.recorded.add((position, part))
-            self.links.append(LinkRecord(identifier, target, part, position, self.message_id))
+        self.tracked[target, part] = tracked
+        self.links.append(LinkRecord(identifier, target, part, position, self.message_id))
         return tracked
 
     def opt_out(self, written: str) -> None:
@@ -287,17 +291,23 @@ class _Session:
         return Rewritten(content, self.message_id, tuple(self.links), tuple(self.skipped))
 
 
-def rewrite_html(rewriter: Rewriter, document: str) -> Rewritten[str]:
+def rewrite_html(
+    rewriter: Rewriter, document: str, message_id: str | None = None
+) -> Rewritten[str]:
     """
     An HTML document (one message's HTML part) with every trackable link replaced.
+
+    @param message_id: this message's id, if not the rewriter's.
     """
-    session = rewriter.session()
+    session = rewriter.session(message_id)
     return session.result(session.html(document))
 
 
-def rewrite_text(rewriter: Rewriter, text: str) -> Rewritten[str]:
+def rewrite_text(rewriter: Rewriter, text: str, message_id: str | None = None) -> Rewritten[str]:
     """
     A plain-text document (one message's text part) with every trackable URL replaced.
+
+    @param message_id: this message's id, if not the rewriter's.
     """
-    session = rewriter.session()
+    session = rewriter.session(message_id)
     return session.result(session.text(text))

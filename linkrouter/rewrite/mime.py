@@ -216,15 +216,20 @@ def message_id_of(data: bytes) -> str | None:
     return written or None
 
 
-def rewrite_message(rewriter: Rewriter, data: bytes) -> Rewritten[bytes]:
+def rewrite_message(
+    rewriter: Rewriter, data: bytes, message_id: str | None = None
+) -> Rewritten[bytes]:
     """
     The MIME message C{data} with the links of its inline HTML and text parts tracked.
+
+    LinkIDs derive from C{message_id}, else the rewriter's, else the message's
+    C{Message-ID}, else a random id.
 
     HTML parts are rewritten first, then text parts, so a URL's LinkID is numbered by its
     first appearance in the HTML. A part that cannot be decoded is left unchanged and
     reported (reason L{SkipReason.UNREADABLE_PART}).
     """
-    session = rewriter.session(message_id_of(data))
+    session = rewriter.session(message_id, message_id_of(data))
     leaves: list[_Leaf] = []
     _leaves(data, 0, len(data), leaves)
     edits: list[tuple[int, int, bytes]] = []
