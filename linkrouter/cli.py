@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_cli -*-
 """
-The C{linkrouter} command: keys, and signing and checking single links by hand.
+The C{linkrouter} command: keys, signing and checking single links by hand, and rewriting the
+links of whole emails.
 
 Usage errors exit 2 and failures exit 1, each with one line on standard error, so scripts
 and operators can tell a typo from a link that does not verify.
@@ -31,6 +32,16 @@ from .journaltool import follow, format_event, verify_journal
 from .keyfile import load_keyring, save_keyring
 from .keys import Keyring, KeyringInvalid, new_key
 from .reader import backlog
+from .rewrite import (
+    Mode,
+    Rewriter,
+    Rewritten,
+    Skipped,
+    rewrite_html,
+    rewrite_message,
+    rewrite_text,
+)
+from .rewrite.mime import message_id_of
 from .sync import STATUS_NAME
 
 __all__ = ["main"]
@@ -131,6 +142,107 @@ def _verify(options: argparse.Namespace, out: TextIO) -> None:
     ]
     for name, value in fields:
         print(f"{name + ':':<11}{value}", file=out)
+
+
+_TYPES = {".eml": "eml", ".html": "html", ".htm": "html", ".txt": "txt"}
+
+
+def _redacted(url: str) -> str:
+    """
+    Enough of a skipped link to find it, without its query or fragment (tokens live there).
+    """
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    shown = url[:cut] if cut > url.find(":") else url[: url.find(":") + 1]
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return shown + ("..." if len(shown) < len(url) else "")
+
+
+def _describe(skipped: Skipped) -> str:
+    detail = f" ({skipped.detail})" if skipped.detail else ""
+    return (
+        f"skipped {skipped.part.value} link {_redacted(skipped.url)!r}: "
+        f"{skipped.reason.value}{detail}"
+    )
+
+
+def _read_input(options: argparse.Namespace) -> tuple[bytes, str]:
+    kind: str | None = options.type
+    if options.input == "-":
+        if kind is None:
+            raise _Failure("reading standard input needs --type eml, html or txt")
+        return sys.stdin.buffer.read(), kind
+    path = FilePath(options.input)
+    if kind is None:
+        kind = _TYPES.get(path.splitext()[1].lower())
+        if kind is None:
+            raise _Failure(
+                f"cannot tell the type of {path.path} from its name; give --type eml, html or txt"
+            )
+    try:
+        return path.getContent(), kind
+    except OSError as error:
+        raise _Failure(f"cannot read {path.path}: {error.strerror}") from None
+
+
+def _rewrite(options: argparse.Namespace, out: TextIO) -> None:
+    keyring = _load(options.keyring)
+    data, kind = _read_input(options)
+    try:
+        rewriter = Rewriter(
+            keyring.active,
+            options.base,
+            Mode(options.mode),
+            options.issued_at,
+            options.message_id,
+        )
+    except ValueError as error:
+        raise _Failure(str(error)) from None
+    result: Rewritten[bytes] | Rewritten[str]
+    if kind == "eml":
+        result = rewrite_message(rewriter, data)
+        content = result.content
+        source = (
+            "--message-id"
+            if options.message_id
+            else "the Message-ID header"
+            if message_id_of(data)
+            else "random"
+        )
+    else:
+        rewrite = rewrite_html if kind == "html" else rewrite_text
+        result = rewrite(rewriter, data.decode("utf-8", "surrogateescape"))
+        content = result.content.encode("utf-8", "surrogateescape")
+        source = "--message-id" if options.message_id else "random"
+    if options.output in (None, "-"):
+        buffer = getattr(out, "buffer", None)
+        if buffer is not None:
+            out.flush()
+            buffer.write(content)
+            buffer.flush()
+        else:
+            out.write(content.decode("utf-8", "surrogateescape"))
+    else:
+        try:
+            FilePath(options.output).setContent(content)
+        except OSError as error:
+            raise _Failure(f"cannot write {options.output}: {error.strerror}") from None
+    if options.links_out:
+        lines = "".join(
+            json.dumps(record.as_json(options.tag, options.recipient_hash)) + "\n"
+            for record in result.links
+        )
+        try:
+            FilePath(options.links_out).setContent(lines.encode("utf-8"))
+        except OSError as error:
+            raise _Failure(f"cannot write {options.links_out}: {error.strerror}") from None
+    for skipped in result.skipped:
+        print(_describe(skipped), file=sys.stderr)
+    distinct = len({record.link_id for record in result.links})
+    print(
+        f"message id {result.message_id} ({source}): {distinct} destinations tracked, "
+        f"{len(result.skipped)} links left as written",
+        file=sys.stderr,
+    )
 
 
 def _journal_directory(options: argparse.Namespace) -> FilePath[str]:
@@ -270,6 +382,48 @@ def _parser() -> _Parser:
     verifying.add_argument("tracked", metavar="TRACKED", help="the tracked link")
     verifying.set_defaults(run=_verify)
 
+    rewriting = commands.add_parser(
+        "rewrite",
+        help="rewrite every link of an email into a tracked link",
+        description=(
+            "Rewrite every trackable link of IN (an .eml MIME message, an .html or a .txt "
+            "part) into a tracked link signed with the keyring's active key; write the "
+            "result to OUT (default: standard output) and the LinkID -> URL mapping as JSON "
+            "lines to --links-out. Links left as written are reported on standard error."
+        ),
+    )
+    rewriting.add_argument("--keyring", required=True, help="the keyring file")
+    rewriting.add_argument(
+        "--base", required=True, help="the router's origin, https://HOST[:PORT]"
+    )
+    rewriting.add_argument(
+        "--mode",
+        choices=[mode.value for mode in Mode],
+        default=Mode.HTML_AND_TEXT.value,
+        help="which parts get tracked links (default: html-and-text)",
+    )
+    rewriting.add_argument(
+        "--message-id",
+        metavar="ID",
+        help="the message id LinkIDs derive from (default: the Message-ID header, else random)",
+    )
+    rewriting.add_argument(
+        "--type", choices=["eml", "html", "txt"], help="the input's type (default: by extension)"
+    )
+    rewriting.add_argument(
+        "--issued-at", type=_seconds, metavar="SECONDS", help="issue time (default: now)"
+    )
+    rewriting.add_argument("-o", "--output", metavar="OUT", help="where to write the result")
+    rewriting.add_argument(
+        "--links-out", metavar="FILE", help="write the mapping as JSON lines (POST /v1/links)"
+    )
+    rewriting.add_argument("--tag", help="a tag to put in every mapping line")
+    rewriting.add_argument(
+        "--recipient-hash", metavar="HASH", help="a recipient hash to put in every mapping line"
+    )
+    rewriting.add_argument("input", metavar="IN", help="the email file, or - for standard input")
+    rewriting.set_defaults(run=_rewrite)
+
     journal = commands.add_parser(
         "journal",
         help="read a router's click journal",
@@ -334,7 +488,8 @@ def main(
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     run: Callable[[argparse.Namespace, TextIO], None] = options.run
     try:
-        run(options, out)
+        with redirect_stderr(err):
+            run(options, out)
     except _Failure as failure:
         command = " ".join(
             filter(None, [options.command, getattr(options, "journal_command", "")])

@@ -1,0 +1,227 @@
+# -*- test-case-name: tests.test_rewrite_html -*-
+"""
+Find the links of an HTML document and rewrite their C{href} values, and nothing else.
+
+This is a tokenizer, not a parser: one regular expression walks the document the way the
+HTML5 tokenizer does (tags and their quoted attribute values, comments, bogus comments,
+raw-text elements such as C{<style>} and C{<script>}), skipping everything but C{<a>} and
+C{<area>} start tags in C. Nothing is re-serialized: the output is the input with only the
+rewritten C{href} values (and the opt-out attributes) replaced, so every other byte stays as
+the sender wrote it, and the document is scanned once at C speed.
+
+Outlook's conditional comments (C{<!--[if mso]> ... <![endif]-->}) are read as Outlook reads
+them: their content is markup, and its links are rewritten. Other comments, C{<style>},
+C{<script>}, C{<title>}, C{<textarea>} and the other raw-text elements are left alone, as are
+C{href}s of every other element (including C{<base>}: relative links are left as written).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from html import unescape
+from html.entities import html5
+
+__all__ = ["OPT_OUT_ATTRIBUTE", "decode_attribute", "rewrite_links"]
+
+OPT_OUT_ATTRIBUTE = "data-linkrouter-no-track"
+"""On an C{<a>} or C{<area>}: leave this link untracked (the attribute is removed)."""
+
+_SPACE = r"\t\n\f\r "
+_ATTRIBUTES = (
+    rf"(?:[{_SPACE}/]++"
+    rf"|[^{_SPACE}/>][^{_SPACE}/=>]*+"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+)*+"
+)
+# Elements whose content is text, never tags (noscript is not one: mail clients run no
+# script, so its content is markup). plaintext runs to the end of the document.
+_RAW_TEXT = ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"]
+_END = rf"(?=[{_SPACE}/>]|\Z)"
+# One alternative an element, not a back-reference: CPython 3.11's possessive repeats
+# mishandle capturing groups inside them.
+_RAW_TEXT_ELEMENTS = "|".join(
+    rf"<(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
+)
+_SPECIAL = "|".join(["a", "area", "plaintext", *_RAW_TEXT])
+
+# One match: everything up to the next <a> or <area> start tag (skipped in C, possessively,
+# so malformed input cannot make it backtrack), then that tag, or the end of the document.
+# The commonest tokens come first; names are matched case-insensitively, and nothing else is
+# (a case-insensitive pattern is much slower in CPython's engine).
+_NEXT_LINK = re.compile(
+    rf"""
+    (?:
+        [^<]++
+      | <(?!(?i:{_SPECIAL}){_END})[A-Za-z]{_ATTRIBUTES}>?   # a start tag without links
+      | </[A-Za-z]{_ATTRIBUTES}>?              # an end tag
+      | <!--\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup inside
+      | <!--(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)             # a comment
+      | <[!?][^>]*+>?                          # doctype, bogus comment, <![endif]-->
+      | </(?:>|(?![A-Za-z])[^>]*+>?)            # an ignored end tag, bogus comment, or EOF
+      | <(?i:plaintext){_END}.*+
+      | {_RAW_TEXT_ELEMENTS}                     # raw text up to its end tag
+      | <(?![A-Za-z!?/])                         # a "<" that is text
+    )*+
+    (?:(?P<link><(?i:a|area){_END}{_ATTRIBUTES}>?)|\Z)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+_ATTRIBUTE = re.compile(
+    rf"([^{_SPACE}/>][^{_SPACE}/=>]*+)"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+)))?+"
+)
+# The first href of a tag and its value (double-, single- or un-quoted): one match in C.
+_FIRST_HREF = re.compile(
+    rf"<[A-Za-z]++(?:[{_SPACE}/]++|(?!(?i:href)(?:[{_SPACE}/=>]|\Z))"
+    rf"[^{_SPACE}/>][^{_SPACE}/=>]*+"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+)*+"
+    rf"(?i:href)[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+))"
+)
+_QUOTE = {1: '"', 2: "'", 3: ""}
+_TAG_NAME = re.compile(r"<[A-Za-z]+")
+_TRAILING_SPACE = re.compile(rf"[{_SPACE}]*\Z")
+
+_CHARACTER_REFERENCE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+# What a tracked link is made of: nothing that needs escaping in any attribute quoting.
+_PLAIN = re.compile(r"[A-Za-z0-9._~%/:-]*")
+_ESCAPES = {"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "=": "&#61;"}
+_ESCAPES.update({c: f"&#{ord(c)};" for c in "`" + _SPACE})
+
+
+def _named_reference(match: re.Match[str]) -> str:
+    """
+    One character reference decoded as the HTML5 tokenizer does inside an attribute value.
+    """
+    reference = match.group(1)
+    if reference[0] == "#" or reference in html5:
+        return unescape(match.group(0))
+    # The longest known name without its ";": decoded, unless it runs on into the value
+    # (followed by "=" or a letter or digit), as in "?a=1&copy=2" (a parameter, not an entity).
+    for end in range(len(reference) - 1, 1, -1):
+        if reference[:end] in html5:
+            following = reference[end]
+            if following == "=" or (following.isascii() and following.isalnum()):
+                return match.group(0)
+            return html5[reference[:end]] + reference[end:]
+    return match.group(0)
+
+
+def decode_attribute(value: str) -> str:
+    """
+    An attribute value as the browser sees it: character references decoded exactly once.
+    """
+    if "&" not in value:
+        return value
+    # "&amp;" is most of the references in links; it is whole, so the text between two of
+    # them decodes on its own, and only that text needs the general decoder.
+    return "&".join(
+        _CHARACTER_REFERENCE.sub(_named_reference, piece) if "&" in piece else piece
+        for piece in value.split("&amp;")
+    )
+
+
+def _encode_attribute(link: str, quote: str) -> str:
+    """
+    C{link} written as an attribute value in C{quote} (C{'"'}, C{"'"} or C{""}).
+    """
+    if _PLAIN.fullmatch(link):
+        return link
+    return "".join(
+        _ESCAPES.get(c, c) if (c == "&" or c == quote or not quote) else c for c in link
+    )
+
+
+Track = Callable[[str], "str | None"]
+"""Called with a link's decoded value: the tracked link to write instead, or C{None}."""
+
+OptOut = Callable[[str], None]
+"""Called with the decoded value of a link marked with L{OPT_OUT_ATTRIBUTE}."""
+
+
+def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
+    """
+    C{tag} (one C{<a>} or C{<area>} start tag) with its C{href} tracked and its opt-out
+    attributes removed, or C{None} if it stays exactly as it is.
+    """
+    if "-no-track" not in tag and "-NO-TRACK" not in tag.upper():
+        # The common case, no opt-out: one match finds the href (the first: browsers
+        # ignore a repeated attribute).
+        first = _FIRST_HREF.match(tag)
+        if first is None or first.lastindex is None:
+            return None
+        value = first.lastindex
+        decoded = decode_attribute(first.group(value))
+        tracked = track(decoded)
+        if tracked is None or tracked == decoded:
+            return None
+        start, end = first.span(value)
+        return tag[:start] + _encode_attribute(tracked, _QUOTE[value]) + tag[end:]
+    name_end = _TAG_NAME.match(tag)
+    assert name_end is not None
+    href: re.Match[str] | None = None
+    opt_outs: list[re.Match[str]] = []
+    for attribute in _ATTRIBUTE.finditer(tag, name_end.end()):
+        name = attribute.group(1)
+        if len(name) == 4 and href is None and name.lower() == "href":
+            href = attribute
+        elif len(name) == len(OPT_OUT_ATTRIBUTE) and name.lower() == OPT_OUT_ATTRIBUTE:
+            opt_outs.append(attribute)
+    if href is None and not opt_outs:
+        return None
+    edits: list[tuple[int, int, str]] = []
+    if href is not None and href.lastindex is not None and href.lastindex > 1:
+        value_group = href.lastindex
+        raw = href.group(value_group)
+        decoded = decode_attribute(raw)
+        if opt_outs:
+            opt_out(decoded)
+        else:
+            tracked = track(decoded)
+            if tracked is not None and tracked != decoded:
+                quote = {2: '"', 3: "'", 4: ""}[value_group]
+                start, end = href.span(value_group)
+                edits.append((start, end, _encode_attribute(tracked, quote)))
+    elif opt_outs:
+        opt_out("")
+    for attribute in opt_outs:
+        start, end = attribute.span()
+        space = _TRAILING_SPACE.search(tag, 0, start)
+        edits.append((space.start() if space else start, end, ""))
+    if not edits:
+        return None
+    edits.sort()
+    pieces: list[str] = []
+    position = 0
+    for start, end, text in edits:
+        pieces += [tag[position:start], text]
+        position = end
+    pieces.append(tag[position:])
+    return "".join(pieces)
+
+
+def rewrite_links(document: str, track: Track, opt_out: OptOut) -> str:
+    """
+    C{document} with the C{href} of every C{<a>} and C{<area>} start tag replaced by what
+    C{track} returns for it, in document order.
+
+    A tag marked with L{OPT_OUT_ATTRIBUTE} is passed to C{opt_out} instead and loses that
+    attribute. Everything else is copied unchanged.
+    """
+    pieces: list[str] = []
+    position = 0
+    for match in _NEXT_LINK.finditer(document):
+        if match.start("link") < 0:
+            continue
+        start, end = match.span("link")
+        if document[end - 1] != ">":
+            continue  # cut off by the end of the document: browsers drop such a tag
+        rewritten = _rewrite_tag(match.group("link"), track, opt_out)
+        if rewritten is not None:
+            pieces += [document[position:start], rewritten]
+            position = end
+    if not pieces:
+        return document
+    pieces.append(document[position:])
+    return "".join(pieces)
