@@ -82,6 +82,8 @@ _DESKTOP_SYSTEMS = frozenset(
         "Windows",
     }
 )
+_DESKTOP_MAIL_CLIENTS = frozenset({"Outlook", "Thunderbird", "Apple Mail", "Windows Live Mail"})
+"""Mail clients that run on desktops only, for User-Agents that do not name a system."""
 _MOBILE_DEVICES = frozenset({"iPad", "iPhone", "iPod", "Generic Smartphone", "Generic Tablet"})
 _CRAWLER_DEVICE = "Spider"
 _UNKNOWN = "Other"
@@ -117,21 +119,23 @@ def _known(family: str | None) -> str | None:
     return None if family in (None, _UNKNOWN, "") else family
 
 
-def platform_of(os: OS | None, device: Device | None) -> Platform:
+def platform_of(browser: UserAgent | None, os: OS | None, device: Device | None) -> Platform:
     """
     The platform a parsed User-Agent runs on: phones and tablets are C{Mobile}; desktop
-    operating systems are C{Desktop}; crawlers and anything else are C{Unknown}. C{WebMail}
+    operating systems, and desktop mail clients that name none (Outlook's
+    C{ms-office}), are C{Desktop}; crawlers and anything else are C{Unknown}. C{WebMail}
     is not decided here: it depends on the image-proxy list (see L{ScannerList}).
     """
     if device is not None and device.family == _CRAWLER_DEVICE:
         return Platform.UNKNOWN
     if device is not None and device.family in _MOBILE_DEVICES:
         return Platform.MOBILE
-    if os is None:
-        return Platform.UNKNOWN
-    if os.family in _MOBILE_SYSTEMS:
+    if os is not None and os.family in _MOBILE_SYSTEMS:
         return Platform.MOBILE
-    if os.family in _DESKTOP_SYSTEMS:
+    if os is not None and os.family in _DESKTOP_SYSTEMS:
+        return Platform.DESKTOP
+    unnamed = os is None or os.family == _UNKNOWN
+    if unnamed and browser is not None and browser.family in _DESKTOP_MAIL_CLIENTS:
         return Platform.DESKTOP
     return Platform.UNKNOWN
 
@@ -176,6 +180,6 @@ class AgentParser:
             os_family=_known(os.family) if os else None,
             os_version=_version(os) if os else None,
             device=_known(device.family) if device else None,
-            platform=platform_of(os, device),
+            platform=platform_of(browser, os, device),
             crawler=device is not None and device.family == _CRAWLER_DEVICE,
         )
