@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-SOURCES := $(shell find linkrouter twisted -name '*.py' -o -name py.typed)
+SOURCES := $(shell find linkrouter twisted -name '*.py' -o -name py.typed -o -name '*.toml')
 
 # A regular install, not an editable one: twistd finds plugins only in real twisted/plugins
 # directories on sys.path, which a PEP 660 editable install does not provide. Any change to
@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_router.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_sync.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_rewrite.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_enrich.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache .hypothesis build *.egg-info
