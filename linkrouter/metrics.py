@@ -11,6 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -204,6 +205,10 @@ class RouterMetrics:
         self.registry.register(_SyncCollector(sync, journal))
 
 
+class _Renders(Protocol):
+    def render(self) -> bytes: ...
+
+
 class MetricsResource(Resource):
     """
     C{GET /metrics} on the admin listener.
@@ -211,7 +216,7 @@ class MetricsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, metrics: RouterMetrics) -> None:
+    def __init__(self, metrics: _Renders) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._metrics = metrics
 

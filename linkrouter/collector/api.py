@@ -127,6 +127,7 @@ def _json(request: Request, status: int, document: Any) -> bytes:
 
 def _finish(request: Request, body: bytes) -> None:
     if not request.finished and not request._disconnected:
+        request.setHeader(b"content-length", b"%d" % len(body))
         request.write(body)
         request.finish()
 
