@@ -28,7 +28,7 @@ from .model import Enrichment, Event, IngestResult, LinkRecord
 from .sqlcommon import EVENT_COLUMNS, event_row, migrate, record_accepted, register, stats
 from .store import IEventStore, Stats, StatsQuery, StoreError
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "ingest_batch"]
 
 _T = TypeVar("_T")
 
@@ -75,6 +75,38 @@ class _Connection:
         self.connection.close()
 
 
+def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
+    """
+    Store the new events of C{rows} and count them into the rollups, in one transaction;
+    the database's unique key decides which are new, whichever collector stores them.
+    """
+    seen: set[str] = set()
+    candidates = []
+    for event, enrichment in rows:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            candidates.append(event_row(event, enrichment))
+
+    def insert() -> int:
+        db.execute("SELECT pg_advisory_xact_lock_shared(?)", (REGISTRY_LOCK,))
+        # The batch is copied here, then inserted with ON CONFLICT in one statement.
+        db.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming (LIKE events INCLUDING DEFAULTS)"
+            " ON COMMIT DELETE ROWS"
+        )
+        with db.connection.cursor() as cursor:
+            with cursor.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
+                for row in candidates:
+                    copy.write_row(row)
+            stored = {event_id for (event_id,) in cursor.execute(_INSERT).fetchall()}
+        fresh = [row for row in candidates if row[0] in stored]
+        record_accepted(db, fresh)
+        return len(fresh)
+
+    accepted = db.transaction(insert)
+    return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
+
+
 @implementer(IEventStore)
 class PostgresStore:
     """
@@ -97,11 +129,6 @@ class PostgresStore:
 
     def _connect(self) -> _Connection:
         connection = _Connection(self._dsn)
-        # Each batch is copied here, then inserted with ON CONFLICT in one statement.
-        connection.execute(
-            "CREATE TEMPORARY TABLE incoming (LIKE events INCLUDING DEFAULTS)"
-            " ON COMMIT DELETE ROWS"
-        )
         self._all.append(connection)
         return connection
 
@@ -154,6 +181,8 @@ class PostgresStore:
         return opened
 
     def close(self) -> Deferred[None]:
+        if not self._pool.started:
+            return succeed(None)
         # Stopping the pool waits for the work in hand; then no thread uses a connection.
         self._pool.stop()
         for connection in self._all:
@@ -163,29 +192,7 @@ class PostgresStore:
         return succeed(None)
 
     def ingest(self, rows: Sequence[tuple[Event, Enrichment]]) -> Deferred[IngestResult]:
-        def work(db: _Connection) -> IngestResult:
-            seen: set[str] = set()
-            candidates = []
-            for event, enrichment in rows:
-                if event.event_id not in seen:
-                    seen.add(event.event_id)
-                    candidates.append(event_row(event, enrichment))
-
-            def insert() -> int:
-                db.execute("SELECT pg_advisory_xact_lock_shared(?)", (REGISTRY_LOCK,))
-                with db.connection.cursor() as cursor:
-                    with cursor.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
-                        for row in candidates:
-                            copy.write_row(row)
-                    stored = {event_id for (event_id,) in cursor.execute(_INSERT).fetchall()}
-                fresh = [row for row in candidates if row[0] in stored]
-                record_accepted(db, fresh)
-                return len(fresh)
-
-            accepted = db.transaction(insert)
-            return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
-
-        return self._run(work)
+        return self._run(lambda db: ingest_batch(db, rows))
 
     def register_links(self, records: Sequence[LinkRecord]) -> Deferred[int]:
         def work(db: _Connection) -> int:

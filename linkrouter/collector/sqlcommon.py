@@ -321,10 +321,13 @@ def _select_events(
     joins = ""
     conditions: list[str] = []
     parameters: list[Any] = []
-    if query.tag is not None:
+    if query.tag:
         joins = " JOIN links l ON l.link_id = e.link_id"
         conditions.append("l.tag = ?")
         parameters.append(query.tag)
+    elif query.tag is not None:  # untagged: registered without a tag, or never registered
+        joins = " LEFT JOIN links l ON l.link_id = e.link_id"
+        conditions.append("COALESCE(l.tag, '') = ''")
     if kind is not None:
         conditions.append("e.kind = ?")
         parameters.append(kind)
@@ -448,23 +451,26 @@ def _links_from_totals(db: Database, query: StatsQuery) -> _Links:
     """
     Unique counts, top links, first and last click over all time, from C{link_totals}.
     """
-    joins, parameters = "", []
-    if query.tag is not None:
+    joins, condition, parameters = "", "", []
+    if query.tag:
         joins = " JOIN links l ON l.link_id = t.link_id AND l.tag = ?"
         parameters = [query.tag]
+    elif query.tag is not None:  # untagged: registered without a tag, or never registered
+        joins = " LEFT JOIN links l ON l.link_id = t.link_id"
+        condition = " AND COALESCE(l.tag, '') = ''"
     [(unique_clicks, first, last)] = db.query(
         f"SELECT count(*), min(t.first_ms), max(t.last_ms) FROM link_totals t{joins}"
-        " WHERE t.kind = 'click'",
+        f" WHERE t.kind = 'click'{condition}",
         parameters,
     )
     [(unique_opens,)] = db.query(
         f"SELECT count(DISTINCT substr(t.link_id, 1, {MESSAGE_KEY_LENGTH}))"
-        f" FROM link_totals t{joins} WHERE t.kind = 'open'",
+        f" FROM link_totals t{joins} WHERE t.kind = 'open'{condition}",
         parameters,
     )
     top = db.query(
         f"SELECT t.link_id, t.events, t.bot_events FROM link_totals t{joins}"
-        " WHERE t.kind = 'click' ORDER BY t.events DESC, t.link_id LIMIT ?",
+        f" WHERE t.kind = 'click'{condition} ORDER BY t.events DESC, t.link_id LIMIT ?",
         [*parameters, query.top],
     )
     return _Links(

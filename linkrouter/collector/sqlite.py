@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
@@ -37,7 +37,7 @@ from .sqlcommon import (
 )
 from .store import IEventStore, Stats, StatsQuery, StoreError
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "ingest_batch"]
 
 _T = TypeVar("_T")
 
@@ -111,6 +111,34 @@ def _prepare(path: FilePath[str]) -> None:
         os.close(fd)
 
 
+def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
+    """
+    Store the new events of C{rows} and count them into the rollups, in one transaction.
+    """
+    seen: set[str] = set()
+    candidates = []
+    for event, enrichment in rows:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            candidates.append(event_row(event, enrichment))
+
+    def insert() -> int:
+        stored: set[str] = set()
+        ids = [row[0] for row in candidates]
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT event_id FROM events WHERE event_id IN ({marks})"
+            stored.update(event_id for (event_id,) in db.query(sql, chunk))
+        fresh = [row for row in candidates if row[0] not in stored]
+        db.execute_many(_INSERT, fresh)
+        record_accepted(db, fresh)
+        return len(fresh)
+
+    accepted = db.transaction(insert, "BEGIN IMMEDIATE")
+    return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
+
+
 @implementer(IEventStore)
 class SQLiteStore:
     """
@@ -179,6 +207,9 @@ class SQLiteStore:
                 pool.stop()
 
     def close(self) -> Deferred[None]:
+        if not self._writer_pool.started:
+            return succeed(None)
+
         def close_connection(connection: _Connection | None) -> None:
             if connection is not None:
                 connection.close()
@@ -201,31 +232,7 @@ class SQLiteStore:
 
     def ingest(self, rows: Sequence[tuple[Event, Enrichment]]) -> Deferred[IngestResult]:
         # Rows are encoded on the writer thread too: nothing of a batch costs the reactor.
-        def work(db: _Connection) -> IngestResult:
-            seen: set[str] = set()
-            candidates = []
-            for event, enrichment in rows:
-                if event.event_id not in seen:
-                    seen.add(event.event_id)
-                    candidates.append(event_row(event, enrichment))
-
-            def insert() -> int:
-                stored: set[str] = set()
-                ids = [row[0] for row in candidates]
-                for start in range(0, len(ids), CHUNK):
-                    chunk = ids[start : start + CHUNK]
-                    marks = ", ".join("?" * len(chunk))
-                    sql = f"SELECT event_id FROM events WHERE event_id IN ({marks})"
-                    stored.update(event_id for (event_id,) in db.query(sql, chunk))
-                fresh = [row for row in candidates if row[0] not in stored]
-                db.execute_many(_INSERT, fresh)
-                record_accepted(db, fresh)
-                return len(fresh)
-
-            accepted = db.transaction(insert, "BEGIN IMMEDIATE")
-            return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
-
-        return self._write(work)
+        return self._write(lambda db: ingest_batch(db, rows))
 
     def register_links(self, records: Sequence[LinkRecord]) -> Deferred[int]:
         return self._write(
