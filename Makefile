@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sync.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_rewrite.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_enrich.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache .hypothesis build *.egg-info

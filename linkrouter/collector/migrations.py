@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_store_contract -*-
+"""
+The store's schema, as numbered migrations both back-ends apply in order at start-up.
+
+The logical schema is one; a migration is a list of statement templates whose few dialect
+words are filled in per back-end (C{{link_text}}: LinkIDs compare byte by byte, which the
+message filter's prefix range relies on; C{{compact}}: a table clustered on its key).
+
+Tables:
+  - C{events}: one row an event, raw facts and enrichment side by side (C{bot} is 1 when the
+    event has bot reasons, which are kept as a JSON array);
+  - C{links}: the link registry, C{tag} C{''} when none;
+  - C{hourly}: counts by UTC hour, tag, kind, bot or human, and one breakdown dimension and
+    its value (dimension C{all} holds the totals), kept up to date at ingest;
+  - C{link_totals}: per link and kind, counts and first and last time, for unique counts
+    and top links over all time without reading every event.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["MIGRATIONS", "POSTGRES", "SQLITE", "Dialect", "Migration"]
+
+
+@attrs.frozen
+class Dialect:
+    """
+    The words in which a back-end's SQL differs from the other's.
+    """
+
+    name: str
+    link_text: str
+    compact: str
+    least: str
+    greatest: str
+
+
+SQLITE = Dialect("sqlite", "TEXT", " WITHOUT ROWID", "min", "max")
+POSTGRES = Dialect("postgresql", 'TEXT COLLATE "C"', "", "LEAST", "GREATEST")
+
+
+@attrs.frozen
+class Migration:
+    version: int
+    description: str
+    templates: tuple[str, ...]
+
+    def statements(self, dialect: Dialect) -> list[str]:
+        return [
+            template.format(link_text=dialect.link_text, compact=dialect.compact)
+            for template in self.templates
+        ]
+
+
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "events, link registry, hourly and per-link rollups",
+        (
+            """
+            CREATE TABLE events (
+                event_id TEXT NOT NULL PRIMARY KEY,
+                sequence BIGINT NOT NULL,
+                router TEXT NOT NULL,
+                ts_ms BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                link_id {link_text} NOT NULL,
+                key_id TEXT NOT NULL,
+                part TEXT NOT NULL,
+                issued_at BIGINT NOT NULL,
+                method TEXT NOT NULL,
+                ip TEXT,
+                user_agent TEXT NOT NULL,
+                browser_family TEXT,
+                browser_version TEXT,
+                os_family TEXT,
+                os_version TEXT,
+                device TEXT,
+                platform TEXT NOT NULL,
+                country TEXT,
+                region TEXT,
+                city TEXT,
+                network TEXT,
+                bot SMALLINT NOT NULL,
+                bot_reasons TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX events_kind_time ON events (kind, ts_ms, link_id, bot)",
+            "CREATE INDEX events_link_time ON events (link_id, ts_ms, kind, bot)",
+            """
+            CREATE TABLE links (
+                link_id {link_text} NOT NULL PRIMARY KEY,
+                url TEXT NOT NULL,
+                message_id TEXT,
+                part TEXT,
+                position INTEGER,
+                tag TEXT NOT NULL,
+                recipient_hash TEXT
+            )
+            """,
+            "CREATE INDEX links_tag ON links (tag, link_id)",
+            """
+            CREATE TABLE hourly (
+                hour BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                bot SMALLINT NOT NULL,
+                dimension TEXT NOT NULL,
+                value TEXT NOT NULL,
+                events BIGINT NOT NULL,
+                PRIMARY KEY (hour, tag, kind, bot, dimension, value)
+            ){compact}
+            """,
+            """
+            CREATE TABLE link_totals (
+                kind TEXT NOT NULL,
+                link_id {link_text} NOT NULL,
+                events BIGINT NOT NULL,
+                bot_events BIGINT NOT NULL,
+                first_ms BIGINT NOT NULL,
+                last_ms BIGINT NOT NULL,
+                PRIMARY KEY (kind, link_id)
+            ){compact}
+            """,
+        ),
+    ),
+)

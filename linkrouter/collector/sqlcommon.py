@@ -1,0 +1,600 @@
+# -*- test-case-name: tests.test_store_contract -*-
+"""
+What both SQL back-ends do alike: rows for events, rollups kept at ingest, retagging, stats.
+
+The functions here run on a store's thread inside one transaction, through a L{Database}
+that speaks C{?} placeholders; the back-ends differ only in how they connect, how they
+insert a batch and learn which events were new, and how they lock.
+
+Stats read the C{hourly} rollup for the whole hours of the range and the raw events for the
+partial hours at its edges, so they are exact to the millisecond yet read few rows. Filters on
+a message or a link read raw events through the LinkID index: those select few events.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from .migrations import MIGRATIONS, SCHEMA_VERSION_TABLE, Dialect
+from .model import MESSAGE_KEY_LENGTH, Enrichment, Event, LinkRecord
+from .store import KindTotals, LinkCount, Point, Stats, StatsQuery, Tally
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "HOUR_MS",
+    "Database",
+    "Fact",
+    "event_row",
+    "migrate",
+    "record_accepted",
+    "register",
+    "rollup",
+    "stats",
+]
+
+HOUR_MS = 3_600_000
+CHUNK = 2_000  # parameters of one IN (...) list: well under either back-end's limit
+
+EVENT_COLUMNS = (
+    "event_id",
+    "sequence",
+    "router",
+    "ts_ms",
+    "kind",
+    "link_id",
+    "key_id",
+    "part",
+    "issued_at",
+    "method",
+    "ip",
+    "user_agent",
+    "browser_family",
+    "browser_version",
+    "os_family",
+    "os_version",
+    "device",
+    "platform",
+    "country",
+    "region",
+    "city",
+    "network",
+    "bot",
+    "bot_reasons",
+)
+
+_FACT_COLUMNS = (
+    "ts_ms",
+    "link_id",
+    "kind",
+    "part",
+    "browser_family",
+    "platform",
+    "os_family",
+    "country",
+    "bot_reasons",
+)
+_FACT_INDEXES = tuple(EVENT_COLUMNS.index(name) for name in _FACT_COLUMNS)
+_DIMENSIONS = ("browser", "platform", "os", "country", "part")
+
+
+class Database(Protocol):
+    """
+    One connection inside a transaction, with C{?} placeholders whatever the back-end.
+    """
+
+    dialect: Dialect
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None: ...
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class Fact(NamedTuple):
+    """
+    What the rollups count of one event.
+    """
+
+    ts_ms: int
+    link_id: str
+    kind: str
+    part: str
+    browser: str | None
+    platform: str
+    os: str | None
+    country: str | None
+    bot_reasons: str  # a JSON array, as stored
+
+
+def event_row(event: Event, enrichment: Enrichment) -> tuple[Any, ...]:
+    """
+    The C{events} row of C{event}, in L{EVENT_COLUMNS} order.
+    """
+    return (
+        event.event_id,
+        event.sequence,
+        event.router,
+        event.timestamp_ms,
+        event.kind,
+        event.link_id,
+        event.key_id,
+        event.part,
+        event.issued_at,
+        event.method,
+        event.ip,
+        event.user_agent,
+        enrichment.browser_family,
+        enrichment.browser_version,
+        enrichment.os_family,
+        enrichment.os_version,
+        enrichment.device,
+        enrichment.platform.value,
+        enrichment.country,
+        enrichment.region,
+        enrichment.city,
+        enrichment.network,
+        1 if enrichment.bot_reasons else 0,
+        orjson.dumps(list(enrichment.bot_reasons)).decode("ascii"),
+    )
+
+
+def _fact_of_row(row: Sequence[Any]) -> Fact:
+    return Fact(*(row[index] for index in _FACT_INDEXES))
+
+
+def _reasons(fact: Fact) -> list[str]:
+    if fact.bot_reasons == "[]":
+        return []
+    return sorted(set(orjson.loads(fact.bot_reasons)))
+
+
+RollupKey = tuple[int, str, str, int, str, str]  # hour, tag, kind, bot, dimension, value
+
+
+def rollup(facts: Iterable[tuple[Fact, str]], sign: int = 1) -> Counter[RollupKey]:
+    """
+    The C{hourly} counts that C{facts} (each with its link's tag) add, times C{sign}.
+    """
+    counts: Counter[RollupKey] = Counter()
+    for fact, tag in facts:
+        reasons = _reasons(fact)
+        base = (fact.ts_ms // HOUR_MS, tag, fact.kind, 1 if reasons else 0)
+        counts[(*base, "all", "")] += sign
+        counts[(*base, "browser", fact.browser or "")] += sign
+        counts[(*base, "platform", fact.platform)] += sign
+        counts[(*base, "os", fact.os or "")] += sign
+        counts[(*base, "country", fact.country or "")] += sign
+        counts[(*base, "part", fact.part)] += sign
+        for reason in reasons:
+            counts[(*base, "reason", reason)] += sign
+    return counts
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _tags(db: Database, link_ids: Sequence[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for chunk in _chunks(link_ids):
+        sql = f"SELECT link_id, tag FROM links WHERE link_id IN ({_marks(len(chunk))})"
+        tags.update(db.query(sql, chunk))
+    return tags
+
+
+def _apply_rollup(db: Database, counts: Counter[RollupKey]) -> None:
+    # Sorted, so that collectors sharing a database lock rollup rows in one order.
+    rows = [(*key, count) for key, count in sorted(counts.items()) if count]
+    if rows:
+        db.execute_many(
+            "INSERT INTO hourly (hour, tag, kind, bot, dimension, value, events)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hour, tag, kind, bot, dimension, value)"
+            " DO UPDATE SET events = hourly.events + excluded.events",
+            rows,
+        )
+
+
+def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
+    """
+    Add the events C{rows}, just inserted, to the rollups.
+    """
+    if not rows:
+        return
+    facts = [_fact_of_row(row) for row in rows]
+    tags = _tags(db, sorted({fact.link_id for fact in facts}))
+    _apply_rollup(db, rollup((fact, tags.get(fact.link_id, "")) for fact in facts))
+    totals: dict[tuple[str, str], list[int]] = {}
+    for fact in facts:
+        bot = 0 if fact.bot_reasons == "[]" else 1
+        key = (fact.kind, fact.link_id)
+        total = totals.get(key)
+        if total is None:
+            totals[key] = [1, bot, fact.ts_ms, fact.ts_ms]
+        else:
+            total[0] += 1
+            total[1] += bot
+            total[2] = min(total[2], fact.ts_ms)
+            total[3] = max(total[3], fact.ts_ms)
+    least, greatest = db.dialect.least, db.dialect.greatest
+    db.execute_many(
+        "INSERT INTO link_totals (kind, link_id, events, bot_events, first_ms, last_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, link_id) DO UPDATE SET"
+        " events = link_totals.events + excluded.events,"
+        " bot_events = link_totals.bot_events + excluded.bot_events,"
+        f" first_ms = {least}(link_totals.first_ms, excluded.first_ms),"
+        f" last_ms = {greatest}(link_totals.last_ms, excluded.last_ms)",
+        [(*key, *total) for key, total in sorted(totals.items())],
+    )
+
+
+def _link_row(record: LinkRecord) -> tuple[Any, ...]:
+    return (
+        record.link_id,
+        record.url,
+        record.message_id,
+        record.part,
+        record.position,
+        record.tag or "",
+        record.recipient_hash,
+    )
+
+
+def register(db: Database, records: Sequence[LinkRecord]) -> int:
+    """
+    Register C{records} (the last one wins for a LinkID given twice); how many were new or
+    changed. A link whose tag changes takes its stored events' counts to the new tag.
+    """
+    latest = {record.link_id: _link_row(record) for record in records}
+    link_ids = sorted(latest)
+    existing: dict[str, tuple[Any, ...]] = {}
+    for chunk in _chunks(link_ids):
+        sql = (
+            "SELECT link_id, url, message_id, part, position, tag, recipient_hash FROM links"
+            f" WHERE link_id IN ({_marks(len(chunk))})"
+        )
+        existing.update((row[0], tuple(row)) for row in db.query(sql, chunk))
+    changed = [latest[link_id] for link_id in link_ids if existing.get(link_id) != latest[link_id]]
+    old_tags = {row[0]: existing[row[0]][5] if row[0] in existing else "" for row in changed}
+    retagged = {row[0]: row[5] for row in changed if old_tags[row[0]] != row[5]}
+    if retagged:
+        columns = ", ".join(_FACT_COLUMNS)
+        facts: list[Fact] = []
+        for chunk in _chunks(sorted(retagged)):
+            sql = f"SELECT {columns} FROM events WHERE link_id IN ({_marks(len(chunk))})"
+            facts.extend(Fact(*row) for row in db.query(sql, chunk))
+        counts = rollup(((fact, old_tags[fact.link_id]) for fact in facts), -1)
+        counts.update(rollup((fact, retagged[fact.link_id]) for fact in facts))
+        _apply_rollup(db, counts)
+    if changed:
+        db.execute_many(
+            "INSERT INTO links (link_id, url, message_id, part, position, tag, recipient_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (link_id) DO UPDATE SET"
+            " url = excluded.url, message_id = excluded.message_id, part = excluded.part,"
+            " position = excluded.position, tag = excluded.tag,"
+            " recipient_hash = excluded.recipient_hash",
+            changed,
+        )
+    return len(changed)
+
+
+def _successor(prefix: str) -> str | None:
+    """
+    The least string greater than every string starting with C{prefix}, if there is one.
+    """
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            following = last + 1
+            if 0xD800 <= following <= 0xDFFF:  # surrogates cannot be stored
+                following = 0xE000
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return None
+
+
+class _Selection(NamedTuple):
+    joins: str
+    conditions: list[str]
+    parameters: list[Any]
+
+    def where(self, *more: str) -> str:
+        conditions = self.conditions + list(more)
+        return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _select_events(
+    query: StatsQuery, start_ms: int | None, end_ms: int | None, kind: str | None
+) -> _Selection:
+    """
+    The joins and conditions over C{events e} for C{query}'s link filters, a time range and a kind.
+    """
+    joins = ""
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    if query.tag:
+        joins = " JOIN links l ON l.link_id = e.link_id"
+        conditions.append("l.tag = ?")
+        parameters.append(query.tag)
+    elif query.tag is not None:  # untagged: registered without a tag, or never registered
+        joins = " LEFT JOIN links l ON l.link_id = e.link_id"
+        conditions.append("COALESCE(l.tag, '') = ''")
+    if kind is not None:
+        conditions.append("e.kind = ?")
+        parameters.append(kind)
+    if query.link is not None:
+        conditions.append("e.link_id = ?")
+        parameters.append(query.link)
+    if query.message is not None:
+        # A range on the LinkID index, then the exact test (a key shorter than a message
+        # key's length is a whole LinkID).
+        conditions.append("e.link_id >= ?")
+        parameters.append(query.message)
+        following = _successor(query.message)
+        if following is not None:
+            conditions.append("e.link_id < ?")
+            parameters.append(following)
+        conditions.append(f"substr(e.link_id, 1, {MESSAGE_KEY_LENGTH}) = ?")
+        parameters.append(query.message)
+    if start_ms is not None:
+        conditions.append("e.ts_ms >= ?")
+        parameters.append(start_ms)
+    if end_ms is not None:
+        conditions.append("e.ts_ms < ?")
+        parameters.append(end_ms)
+    return _Selection(joins, conditions, parameters)
+
+
+TallyKey = tuple[str, int, str, str]  # kind, bot, dimension, value
+SeriesKey = tuple[int, str, int]  # bucket, kind, bot
+
+
+def _add_raw(
+    db: Database,
+    query: StatsQuery,
+    start_ms: int | None,
+    end_ms: int | None,
+    hours_a_bucket: int,
+    tallies: Counter[TallyKey],
+    series: Counter[SeriesKey],
+) -> None:
+    selection = _select_events(query, start_ms, end_ms, None)
+    columns = ", ".join(f"e.{name}" for name in _FACT_COLUMNS)
+    sql = f"SELECT {columns} FROM events e{selection.joins}{selection.where()}"
+    counts = rollup((Fact(*row), "") for row in db.query(sql, selection.parameters))
+    for (hour, _, kind, bot, dimension, value), count in counts.items():
+        tallies[(kind, bot, dimension, value)] += count
+        if dimension == "all":
+            series[(hour // hours_a_bucket, kind, bot)] += count
+
+
+def _add_rollup(
+    db: Database,
+    query: StatsQuery,
+    first_hour: int | None,
+    end_hour: int | None,
+    hours_a_bucket: int,
+    tallies: Counter[TallyKey],
+    series: Counter[SeriesKey],
+) -> None:
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    if first_hour is not None:
+        conditions.append("hour >= ?")
+        parameters.append(first_hour)
+    if end_hour is not None:
+        conditions.append("hour < ?")
+        parameters.append(end_hour)
+    if query.tag is not None:
+        conditions.append("tag = ?")
+        parameters.append(query.tag)
+    where = " AND ".join(conditions) or "1 = 1"
+    for kind, bot, dimension, value, count in db.query(
+        "SELECT kind, bot, dimension, value, sum(events) FROM hourly"
+        f" WHERE {where} GROUP BY kind, bot, dimension, value",
+        parameters,
+    ):
+        tallies[(kind, int(bot), dimension, value)] += int(count)
+    for bucket, kind, bot, count in db.query(
+        f"SELECT hour / {hours_a_bucket}, kind, bot, sum(events) FROM hourly"
+        f" WHERE {where} AND dimension = 'all' GROUP BY hour / {hours_a_bucket}, kind, bot",
+        parameters,
+    ):
+        series[(int(bucket), kind, int(bot))] += int(count)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def _counts(db: Database, query: StatsQuery, tallies: Counter[TallyKey]) -> Counter[SeriesKey]:
+    """
+    Fill C{tallies} and give the time series' counts.
+    """
+    series: Counter[SeriesKey] = Counter()
+    hours_a_bucket = 1 if query.bucket == "hour" else 24
+    start, end = query.start_ms, query.end_ms
+    if query.link is not None or query.message is not None:
+        _add_raw(db, query, start, end, hours_a_bucket, tallies, series)
+        return series
+    first_hour = None if start is None else _ceil_div(start, HOUR_MS)
+    end_hour = None if end is None else end // HOUR_MS
+    if first_hour is not None and end_hour is not None and first_hour >= end_hour:
+        _add_raw(db, query, start, end, hours_a_bucket, tallies, series)
+        return series
+    _add_rollup(db, query, first_hour, end_hour, hours_a_bucket, tallies, series)
+    if start is not None and first_hour is not None and start < first_hour * HOUR_MS:
+        _add_raw(db, query, start, first_hour * HOUR_MS, hours_a_bucket, tallies, series)
+    if end is not None and end_hour is not None and end_hour * HOUR_MS < end:
+        _add_raw(db, query, end_hour * HOUR_MS, end, hours_a_bucket, tallies, series)
+    return series
+
+
+class _Links(NamedTuple):
+    unique_clicks: int
+    unique_opens: int
+    top: list[tuple[str, int, int]]
+    first_click_ms: int | None
+    last_click_ms: int | None
+
+
+def _links_from_totals(db: Database, query: StatsQuery) -> _Links:
+    """
+    Unique counts, top links, first and last click over all time, from C{link_totals}.
+    """
+    joins, condition, parameters = "", "", []
+    if query.tag:
+        joins = " JOIN links l ON l.link_id = t.link_id AND l.tag = ?"
+        parameters = [query.tag]
+    elif query.tag is not None:  # untagged: registered without a tag, or never registered
+        joins = " LEFT JOIN links l ON l.link_id = t.link_id"
+        condition = " AND COALESCE(l.tag, '') = ''"
+    [(unique_clicks, first, last)] = db.query(
+        f"SELECT count(*), min(t.first_ms), max(t.last_ms) FROM link_totals t{joins}"
+        f" WHERE t.kind = 'click'{condition}",
+        parameters,
+    )
+    [(unique_opens,)] = db.query(
+        f"SELECT count(DISTINCT substr(t.link_id, 1, {MESSAGE_KEY_LENGTH}))"
+        f" FROM link_totals t{joins} WHERE t.kind = 'open'{condition}",
+        parameters,
+    )
+    top = db.query(
+        f"SELECT t.link_id, t.events, t.bot_events FROM link_totals t{joins}"
+        f" WHERE t.kind = 'click'{condition} ORDER BY t.events DESC, t.link_id LIMIT ?",
+        [*parameters, query.top],
+    )
+    return _Links(
+        int(unique_clicks),
+        int(unique_opens),
+        [(link_id, int(clicks), int(bots)) for link_id, clicks, bots in top],
+        None if first is None else int(first),
+        None if last is None else int(last),
+    )
+
+
+def _links_from_events(db: Database, query: StatsQuery) -> _Links:
+    """
+    Unique counts, top links, first and last click, from the events C{query} selects.
+    """
+    clicks = _select_events(query, query.start_ms, query.end_ms, "click")
+    groups = db.query(
+        "SELECT e.link_id, count(*), sum(e.bot), count(*) OVER ()"
+        f" FROM events e{clicks.joins}{clicks.where()}"
+        " GROUP BY e.link_id ORDER BY 2 DESC, 1 LIMIT ?",
+        [*clicks.parameters, max(query.top, 1)],
+    )
+    opens = _select_events(query, query.start_ms, query.end_ms, "open")
+    [(unique_opens,)] = db.query(
+        f"SELECT count(DISTINCT substr(e.link_id, 1, {MESSAGE_KEY_LENGTH}))"
+        f" FROM events e{opens.joins}{opens.where()}",
+        opens.parameters,
+    )
+    ends = []
+    for direction in ("", " DESC"):
+        found = db.query(
+            f"SELECT e.ts_ms FROM events e{clicks.joins}{clicks.where()}"
+            f" ORDER BY e.ts_ms{direction} LIMIT 1",
+            clicks.parameters,
+        )
+        ends.append(int(found[0][0]) if found else None)
+    return _Links(
+        int(groups[0][3]) if groups else 0,
+        int(unique_opens),
+        [(link_id, int(count), int(bots)) for link_id, count, bots, _ in groups[: query.top]],
+        ends[0],
+        ends[1],
+    )
+
+
+def _urls(db: Database, link_ids: Sequence[str]) -> dict[str, str]:
+    if not link_ids:
+        return {}
+    sql = f"SELECT link_id, url FROM links WHERE link_id IN ({_marks(len(link_ids))})"
+    return dict(db.query(sql, link_ids))
+
+
+def _breakdown(tallies: Counter[TallyKey], dimension: str) -> tuple[Tally, ...]:
+    values = {value for (_, _, name, value) in tallies if name == dimension}
+    result = []
+    for value in values:
+        clicks = [tallies[("click", bot, dimension, value)] for bot in (0, 1)]
+        opens = [tallies[("open", bot, dimension, value)] for bot in (0, 1)]
+        if sum(clicks) + sum(opens):
+            result.append(Tally(value or None, sum(clicks), sum(opens), clicks[1], opens[1]))
+    result.sort(key=lambda t: (-(t.clicks + t.opens), t.value is None, t.value or ""))
+    return tuple(result)
+
+
+def _kind_totals(tallies: Counter[TallyKey], kind: str, unique: int) -> KindTotals:
+    human, bot = (tallies[(kind, bot, "all", "")] for bot in (0, 1))
+    return KindTotals(human + bot, unique, human, bot)
+
+
+def stats(db: Database, query: StatsQuery) -> Stats:
+    """
+    The stats of the events C{query} selects, read in the caller's (read) transaction.
+    """
+    tallies: Counter[TallyKey] = Counter()
+    series = _counts(db, query, tallies)
+    everything = query.start_ms is None and query.end_ms is None
+    if everything and query.link is None and query.message is None:
+        links = _links_from_totals(db, query)
+    else:
+        links = _links_from_events(db, query)
+    urls = _urls(db, [link_id for link_id, _, _ in links.top])
+    bucket_ms = HOUR_MS * (1 if query.bucket == "hour" else 24)
+    points = []
+    for bucket in sorted({bucket for bucket, _, _ in series}):
+        clicks = [series[(bucket, "click", bot)] for bot in (0, 1)]
+        opens = [series[(bucket, "open", bot)] for bot in (0, 1)]
+        if sum(clicks) + sum(opens):
+            points.append(Point(bucket * bucket_ms, sum(clicks), sum(opens), clicks[1], opens[1]))
+    return Stats(
+        clicks=_kind_totals(tallies, "click", links.unique_clicks),
+        opens=_kind_totals(tallies, "open", links.unique_opens),
+        first_click_ms=links.first_click_ms,
+        last_click_ms=links.last_click_ms,
+        bot_reasons=_breakdown(tallies, "reason"),
+        browsers=_breakdown(tallies, "browser"),
+        platforms=_breakdown(tallies, "platform"),
+        systems=_breakdown(tallies, "os"),
+        countries=_breakdown(tallies, "country"),
+        parts=_breakdown(tallies, "part"),
+        top_links=tuple(
+            LinkCount(link_id, urls.get(link_id), clicks, bots)
+            for link_id, clicks, bots in links.top
+        ),
+        bucket=query.bucket,
+        series=tuple(points),
+    )
+
+
+def migrate(db: Database, now_ms: int) -> list[int]:
+    """
+    Apply the migrations not yet recorded in C{schema_version}, in order; their versions.
+    The caller holds the lock that keeps other collectors from migrating at the same time.
+    """
+    db.execute(SCHEMA_VERSION_TABLE)
+    applied = {int(version) for (version,) in db.query("SELECT version FROM schema_version")}
+    done = []
+    for migration in MIGRATIONS:
+        if migration.version in applied:
+            continue
+        for statement in migration.statements(db.dialect):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO schema_version (version, description, applied_ms) VALUES (?, ?, ?)",
+            (migration.version, migration.description, now_ms),
+        )
+        done.append(migration.version)
+    return done

@@ -1,0 +1,244 @@
+# -*- test-case-name: tests.test_store_contract -*-
+"""
+The embedded store: one SQLite file in write-ahead-log mode.
+
+One thread owns the only writing connection, so batches never wait on each other's locks;
+another thread reads, and in WAL mode readers see a consistent snapshot while the writer
+commits. With C{synchronous=FULL} a commit is on disk (the WAL fsynced) before C{ingest}'s
+Deferred fires: the collector acknowledges only what a crash cannot take back.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from .migrations import SQLITE, Dialect
+from .model import Enrichment, Event, IngestResult, LinkRecord
+from .sqlcommon import (
+    CHUNK,
+    EVENT_COLUMNS,
+    event_row,
+    migrate,
+    record_accepted,
+    register,
+    stats,
+)
+from .store import IEventStore, Stats, StatsQuery, StoreError
+
+__all__ = ["SQLiteStore", "ingest_batch"]
+
+_T = TypeVar("_T")
+
+_INSERT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+class _Connection:
+    """
+    A L{sqlcommon.Database} over one C{sqlite3} connection in autocommit mode, so that
+    transactions are begun explicitly (C{BEGIN IMMEDIATE} takes the write lock up front).
+    """
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, path: str, *, read_only: bool) -> None:
+        # Used only from the one thread of its pool, though not the thread that made it.
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA busy_timeout = 10000")
+        if read_only:
+            self.connection.execute("PRAGMA query_only = 1")
+        else:
+            mode = self.connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"SQLite database {path}: cannot use write-ahead logging")
+            self.connection.execute("PRAGMA synchronous = FULL")
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql, parameters).fetchall()
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        self.connection.execute(sql, parameters)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.connection.executemany(sql, rows)
+
+    def transaction(self, work: Callable[[], _T], begin: str = "BEGIN") -> _T:
+        self.connection.execute(begin)
+        try:
+            result = work()
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+        return result
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _prepare(path: FilePath[str]) -> None:
+    """
+    Make the database's directory (0700) and file (0600), refusing a directory others can
+    enter: the database holds every click's raw facts.
+    """
+    directory = path.parent()
+    if not directory.exists():
+        os.makedirs(directory.path, mode=0o700, exist_ok=True)
+    mode = stat.S_IMODE(os.stat(directory.path).st_mode)
+    if mode & 0o077:
+        raise StoreError(
+            f"database directory {directory.path} has mode {mode:04o}: group or others may "
+            f"read clicks; run 'chmod 700 {directory.path}' or choose another directory"
+        )
+    fd = os.open(path.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
+    """
+    Store the new events of C{rows} and count them into the rollups, in one transaction.
+    """
+    seen: set[str] = set()
+    candidates = []
+    for event, enrichment in rows:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            candidates.append(event_row(event, enrichment))
+
+    def insert() -> int:
+        stored: set[str] = set()
+        ids = [row[0] for row in candidates]
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT event_id FROM events WHERE event_id IN ({marks})"
+            stored.update(event_id for (event_id,) in db.query(sql, chunk))
+        fresh = [row for row in candidates if row[0] not in stored]
+        db.execute_many(_INSERT, fresh)
+        record_accepted(db, fresh)
+        return len(fresh)
+
+    accepted = db.transaction(insert, "BEGIN IMMEDIATE")
+    return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
+
+
+@implementer(IEventStore)
+class SQLiteStore:
+    """
+    Events in the SQLite database at C{path}, worked on by two threads of its own.
+
+    @param reactor: the reactor the Deferreds fire in.
+    """
+
+    def __init__(self, path: FilePath[str], reactor: IReactorFromThreads) -> None:
+        self.path = path
+        self.description = f"SQLite {path.path}"
+        self._reactor = reactor
+        self._writer_pool = ThreadPool(minthreads=1, maxthreads=1, name="collector-sqlite-write")
+        self._reader_pool = ThreadPool(minthreads=1, maxthreads=1, name="collector-sqlite-read")
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
+
+    def _write(self, work: Callable[[_Connection], _T]) -> Deferred[_T]:
+        def run() -> _T:
+            assert self._writer is not None, "the store is not open"
+            return work(self._writer)
+
+        return deferToThreadPool(self._reactor, self._writer_pool, run)
+
+    def _read(self, work: Callable[[_Connection], _T]) -> Deferred[_T]:
+        def run() -> _T:
+            assert self._reader is not None, "the store is not open"
+            return work(self._reader)
+
+        return deferToThreadPool(self._reactor, self._reader_pool, run)
+
+    def open(self) -> Deferred[None]:
+        self._writer_pool.start()
+        self._reader_pool.start()
+
+        def connect_writer() -> None:
+            _prepare(self.path)
+            writer = _Connection(self.path.path, read_only=False)
+            try:
+                writer.transaction(
+                    lambda: migrate(writer, int(time.time() * 1000)), "BEGIN IMMEDIATE"
+                )
+            except BaseException:
+                writer.close()
+                raise
+            self._writer = writer
+
+        def connect_reader() -> None:
+            self._reader = _Connection(self.path.path, read_only=True)
+
+        opened = deferToThreadPool(self._reactor, self._writer_pool, connect_writer)
+        opened.addCallback(
+            lambda _: deferToThreadPool(self._reactor, self._reader_pool, connect_reader)
+        )
+
+        def failed(reason: Any) -> Any:
+            self._stop_pools()
+            return reason
+
+        opened.addErrback(failed)
+        return opened
+
+    def _stop_pools(self) -> None:
+        for pool in (self._writer_pool, self._reader_pool):
+            if pool.started:
+                pool.stop()
+
+    def close(self) -> Deferred[None]:
+        if not self._writer_pool.started:
+            return succeed(None)
+
+        def close_connection(connection: _Connection | None) -> None:
+            if connection is not None:
+                connection.close()
+
+        reader_closed = deferToThreadPool(
+            self._reactor, self._reader_pool, close_connection, self._reader
+        )
+        closed = reader_closed.addCallback(
+            lambda _: deferToThreadPool(
+                self._reactor, self._writer_pool, close_connection, self._writer
+            )
+        )
+
+        def stopped(result: object) -> object:
+            self._writer = self._reader = None
+            self._stop_pools()
+            return result
+
+        return closed.addBoth(stopped)
+
+    def ingest(self, rows: Sequence[tuple[Event, Enrichment]]) -> Deferred[IngestResult]:
+        # Rows are encoded on the writer thread too: nothing of a batch costs the reactor.
+        return self._write(lambda db: ingest_batch(db, rows))
+
+    def register_links(self, records: Sequence[LinkRecord]) -> Deferred[int]:
+        return self._write(
+            lambda db: db.transaction(lambda: register(db, records), "BEGIN IMMEDIATE")
+        )
+
+    def stats(self, query: StatsQuery) -> Deferred[Stats]:
+        # One read transaction: every figure comes from the same snapshot.
+        return self._read(lambda db: db.transaction(lambda: stats(db, query)))
