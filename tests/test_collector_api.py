@@ -11,7 +11,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
@@ -29,6 +28,7 @@ from linkrouter.collector.api import (
 )
 from linkrouter.collector.metrics import CollectorMetrics
 from linkrouter.collector.model import Enrichment, Event, IngestResult, LinkRecord
+from linkrouter.collector.store import KindTotals, LinkCount, Point, Stats, Tally
 from linkrouter.collector.tokens import Role, Tokens
 from linkrouter.event import Hit, IPStorage, encode_hits
 from linkrouter.linkid import message_key
@@ -104,15 +104,28 @@ class MemoryStore:
         if failed is not None:
             return failed
         self.queries.append(query)
-        return succeed(FixedStats({"query": {"bucket": query["bucket"]}, "totals": {"clicks": 3}}))
+        return succeed(STATS)
 
 
-@attrs.frozen
-class FixedStats:
-    document: dict[str, Any]
+def tally(value: str | None, clicks: int, opens: int, bot_clicks: int, bot_opens: int) -> Tally:
+    return Tally(value, clicks, opens, bot_clicks, bot_opens)
 
-    def to_json(self) -> dict[str, Any]:
-        return self.document
+
+STATS = Stats(
+    clicks=KindTotals(total=5, unique=2, human=4, bot=1),
+    opens=KindTotals(total=3, unique=1, human=3, bot=0),
+    first_click_ms=1_796_083_200_123,
+    last_click_ms=1_796_086_800_000,
+    bot_reasons=(tally("head-request", 1, 0, 1, 0),),
+    browsers=(tally("Firefox", 4, 3, 0, 0), tally(None, 1, 0, 1, 0)),
+    platforms=(tally("Desktop", 5, 3, 1, 0),),
+    systems=(tally("Linux", 5, 3, 1, 0),),
+    countries=(tally("NL", 5, 3, 1, 0),),
+    parts=(tally("html", 4, 3, 1, 0), tally("text", 1, 0, 0, 0)),
+    top_links=(LinkCount("Xk3v9Qa_Lm0Z1", "https://shop.example/", 4, 1),),
+    bucket="hour",
+    series=(Point(1_796_083_200_000, 5, 3, 1, 0),),
+)
 
 
 class Response:
@@ -144,7 +157,7 @@ class CollectorAPITests(SynchronousTestCase):
             lambda: TOKENS, self.store, enrich, maybeDeferred, limits, self.metrics.observe_events
         )
         links = LinksResource(lambda: TOKENS, self.store, maybeDeferred, limits)
-        stats = StatsResource(lambda: TOKENS, self.store, dict)
+        stats = StatsResource(lambda: TOKENS, self.store)
         root = build_root(events, links, stats, MetricsResource(self.metrics))
         self.site = CollectorSite(root, limits.max_body_bytes, reactor=Clock())
 
@@ -369,17 +382,71 @@ class CollectorAPITests(SynchronousTestCase):
             headers={b"Authorization": b"Basic " + basic},
         )
         self.assertEqual(response.status, 200, response.body)
-        self.assertEqual(response.json()["totals"], {"clicks": 3})
         [query] = self.store.queries
-        self.assertEqual(query["bucket"], "day")
-        self.assertEqual(query["message"], message_key("<m1@example>"))
-        self.assertEqual(query["start_ms"], 1_796_083_200_000)  # 2026-12-01T00:00Z
+        self.assertEqual(query.bucket, "day")
+        self.assertEqual(query.message, message_key("<m1@example>"))
+        self.assertEqual(query.start_ms, 1_796_083_200_000)  # 2026-12-01T00:00Z
+        self.assertEqual(
+            response.json(),
+            {
+                "query": {
+                    "from": "2026-12-01T00:00:00.000Z",
+                    "to": None,
+                    "tag": None,
+                    "message": message_key("<m1@example>"),
+                    "link": None,
+                    "bucket": "day",
+                    "top": 10,
+                },
+                "totals": {
+                    "clicks": 5,
+                    "unique_clicks": 2,
+                    "opens": 3,
+                    "unique_opens": 1,
+                    "human": 7,
+                    "bot": 1,
+                    "first_click": "2026-12-01T00:00:00.123Z",
+                    "last_click": "2026-12-01T01:00:00.000Z",
+                },
+                "bots": [{"reason": "head-request", "events": 1}],
+                "browsers": [
+                    {"name": "Firefox", "total": 7, "human": 7, "bot": 0},
+                    {"name": "Unknown", "total": 1, "human": 0, "bot": 1},
+                ],
+                "platforms": [{"name": "Desktop", "total": 8, "human": 7, "bot": 1}],
+                "os": [{"name": "Linux", "total": 8, "human": 7, "bot": 1}],
+                "countries": [{"name": "NL", "total": 8, "human": 7, "bot": 1}],
+                "parts": [
+                    {"name": "html", "total": 7, "human": 6, "bot": 1},
+                    {"name": "text", "total": 1, "human": 1, "bot": 0},
+                ],
+                "links": [
+                    {
+                        "link": "Xk3v9Qa_Lm0Z1",
+                        "url": "https://shop.example/",
+                        "clicks": 4,
+                        "human": 3,
+                        "bot": 1,
+                    }
+                ],
+                "series": [
+                    {
+                        "start": "2026-12-01T00:00:00Z",
+                        "clicks": 5,
+                        "opens": 3,
+                        "human": 7,
+                        "bot": 1,
+                    }
+                ],
+            },
+        )
 
     def test_statsSection(self) -> None:
         response = self.request(
             b"GET", b"/v1/stats/totals", headers={b"Authorization": b"Bearer " + READER_TOKEN}
         )
-        self.assertEqual(response.json(), {"query": {"bucket": "hour"}, "totals": {"clicks": 3}})
+        self.assertEqual(set(response.json()), {"query", "totals"})
+        self.assertEqual(response.json()["totals"]["clicks"], 5)
         response = self.request(
             b"GET", b"/v1/stats/secrets", headers={b"Authorization": b"Bearer " + READER_TOKEN}
         )

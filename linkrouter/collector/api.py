@@ -29,6 +29,8 @@ from ..linkid import MESSAGE_KEY_LENGTH, message_key
 from ..site import QuietSite
 from .ingest import BodyRefused, inflate, parse_batch
 from .model import Enrichment, Event, IngestResult, LinkRecord
+from .statsjson import stats_document
+from .store import Stats, StatsQuery
 from .tokens import Role, Tokens
 
 __all__ = ["CollectorSite", "EventStore", "Limits", "StatsQueryError", "build_root", "stats_query"]
@@ -58,9 +60,13 @@ class EventStore(Protocol):
     zope interfaces do not type-check their methods).
     """
 
+    description: str
+
+    def open(self) -> Deferred[None]: ...
+    def close(self) -> Deferred[None]: ...
     def ingest(self, rows: Sequence[tuple[Event, Enrichment]]) -> Deferred[IngestResult]: ...
     def register_links(self, records: Sequence[LinkRecord]) -> Deferred[int]: ...
-    def stats(self, query: Any) -> Deferred[Any]: ...
+    def stats(self, query: StatsQuery) -> Deferred[Stats]: ...
 
 
 @attrs.frozen
@@ -394,12 +400,10 @@ class StatsResource(_Authorized):
         self,
         tokens: Callable[[], Tokens],
         store: EventStore,
-        make_query: Callable[..., Any],
         observe: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         super().__init__(tokens)
         self._store = store
-        self._make_query = make_query
         self._observe = observe
 
     def render_GET(self, request: Request) -> bytes | int:
@@ -411,14 +415,14 @@ class StatsResource(_Authorized):
             if section not in _SECTIONS:
                 return _json(request, 404, {"error": "no such stats section"})
         try:
-            query = stats_query(request.args or {}, self._make_query)
+            query = stats_query(request.args or {}, StatsQuery)
         except StatsQueryError as error:
             return _json(request, 400, {"error": str(error)})
         return self._answer(request, ensureDeferred(self._stats(query, section)))
 
-    async def _stats(self, query: Any, section: str | None) -> tuple[int, Any]:
+    async def _stats(self, query: StatsQuery, section: str | None) -> tuple[int, Any]:
         started = time.perf_counter()
-        document = (await self._store.stats(query)).to_json()
+        document = stats_document(query, await self._store.stats(query))
         self._observe(time.perf_counter() - started)
         if section is not None:
             document = {"query": document["query"], section: document[section]}

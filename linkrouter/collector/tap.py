@@ -29,6 +29,7 @@ from ..tls import TLSError, server_options
 from .api import (
     CollectorSite,
     EventsResource,
+    EventStore,
     Limits,
     LinksResource,
     StatsResource,
@@ -37,7 +38,6 @@ from .api import (
 from .config import CollectorConfig, ConfigError, load_collector_config
 from .enrich import Enricher
 from .metrics import CollectorMetrics
-from .store import IEventStore, StatsQuery
 from .tokens import TokensError, load_tokens
 
 __all__ = ["CollectorService", "Options", "build_service", "makeService"]
@@ -55,7 +55,7 @@ class Options(usage.Options):
             raise usage.UsageError("--config PATH is required (see conf/linkcollector.toml)")
 
 
-def make_store(config: CollectorConfig, reactor: Any) -> IEventStore:
+def make_store(config: CollectorConfig, reactor: Any) -> EventStore:
     """
     The store the configuration names (not yet opened).
     """
@@ -79,7 +79,7 @@ class CollectorService(Service):
     log = Logger()
 
     def __init__(
-        self, store: IEventStore, listener: Service, pool: ThreadPool, reactor: Any
+        self, store: EventStore, listener: Service, pool: ThreadPool, reactor: Any
     ) -> None:
         self.store = store
         self.listener = listener
@@ -91,13 +91,13 @@ class CollectorService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._pool.start()
-        maybeDeferred(self.store.open).addCallbacks(self._opened, self._failed)
+        self.store.open().addCallbacks(self._opened, self._failed)
 
     def _opened(self, _: object) -> None:
         if not self.running:
             return
         try:
-            self.listener.startService()  # type: ignore[no-untyped-call]
+            self.listener.startService()
         except Exception as error:  # the port is taken, for example
             self._stop_with_error(f"cannot listen: {error}")
             return
@@ -120,7 +120,7 @@ class CollectorService(Service):
         try:
             if self.listener.running:
                 await maybeDeferred(self.listener.stopService)
-            await maybeDeferred(self.store.close)
+            await self.store.close()
         finally:
             self._pool.stop()
 
@@ -154,7 +154,7 @@ def build_service(
         lambda: tokens, store, enricher.enrich, run, limits, metrics.observe_events
     )
     links = LinksResource(lambda: tokens, store, run, limits)
-    stats = StatsResource(lambda: tokens, store, StatsQuery, metrics.stats_seconds.observe)
+    stats = StatsResource(lambda: tokens, store, metrics.stats_seconds.observe)
     root = build_root(events, links, stats, MetricsResource(metrics))
     site = CollectorSite(root, config.max_body_bytes, timeout=CLIENT_TIMEOUT)
     if config.tls:
