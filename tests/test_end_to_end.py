@@ -11,8 +11,8 @@ import os
 import signal
 import ssl
 import time
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
