@@ -43,12 +43,18 @@ clean:
 	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache .hypothesis build *.egg-info
 	find . -name dropin.cache -delete
 
-# A router on loopback with development material made once under var/dev/; Ctrl-C stops it.
+# A collector and a router on loopback, the router syncing to the collector, with development
+# material made once under var/dev/; Ctrl-C stops both.
 run: $(STAMP)
 	@$(BIN)/linkrouter devenv var/dev
 	@$(BIN)/linkrouter sign --keyring var/dev/keyring.json --base https://localhost:8443 \
-		https://example.com/ > var/dev/sample-link
+		--issued-at $$(( $$(date +%s) - 3600 )) https://example.com/ > var/dev/sample-link
 	@echo "sample tracked link: $$(cat var/dev/sample-link)"
 	@echo "try: curl --cacert var/dev/ca.pem -I $$(cat var/dev/sample-link)"
-	@echo "metrics: http://127.0.0.1:9110/metrics"
+	@echo "dashboard: https://localhost:8444/ (trust var/dev/ca.pem; any user name, the"
+	@echo "  password is in var/dev/reader-token); clicks show up within a sync interval (2 s)"
+	@echo "metrics: http://127.0.0.1:9110/metrics and https://localhost:8444/metrics"
+	@trap 'kill -TERM $$collector 2>/dev/null; wait $$collector' EXIT INT TERM; \
+	$(BIN)/twistd -n --pidfile= linkcollector --config var/dev/linkcollector.toml & \
+	collector=$$!; \
 	$(BIN)/twistd -n --pidfile= linkrouter --config var/dev/linkrouter.toml

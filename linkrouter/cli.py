@@ -26,7 +26,7 @@ from . import __version__
 from .codec import Kind, Part, Refusal, TargetRefused, sign, verify
 from .config import ConfigError, load_config
 from .cursor import load_cursor
-from .devenv import make_devenv
+from .devenv import DevPorts, make_devenv
 from .event import decode_line
 from .journaltool import follow, format_event, verify_journal
 from .keyfile import load_keyring, save_keyring
@@ -325,10 +325,12 @@ def _journal_status(options: argparse.Namespace, out: TextIO) -> None:
 
 def _devenv(options: argparse.Namespace, out: TextIO) -> None:
     directory = FilePath(options.directory)
-    made = make_devenv(directory, options.port, options.admin_port)
-    config = directory.child("linkrouter.toml").path
+    ports = DevPorts(options.port, options.admin_port, options.collector_port)
+    made = make_devenv(directory, ports)
     print(f"{'made' if made else 'kept'} development material in {directory.path}", file=out)
-    print(f"run: twistd -n linkrouter --config {config}", file=out)
+    for plugin in ("linkcollector", "linkrouter"):
+        config = directory.child(f"{plugin}.toml").path
+        print(f"run: twistd -n {plugin} --config {config}", file=out)
 
 
 def _seconds(text: str) -> int:
@@ -461,13 +463,16 @@ def _parser() -> _Parser:
     devenv = commands.add_parser(
         "devenv",
         help="make development material: a local CA, certificate, keyring and config",
-        description="Make, once, what a router on loopback needs in DIRECTORY: a local CA "
-        "(ca.pem), a certificate for localhost, a keyring and linkrouter.toml. Not for "
-        "production.",
+        description="Make, once, what a router and a collector on loopback need in "
+        "DIRECTORY: a local CA (ca.pem), a certificate for localhost, a keyring, the "
+        "collector's tokens, linkrouter.toml and linkcollector.toml. Not for production.",
     )
     devenv.add_argument("directory", metavar="DIRECTORY")
     devenv.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
     devenv.add_argument("--admin-port", type=int, default=9110, help="metrics port (default 9110)")
+    devenv.add_argument(
+        "--collector-port", type=int, default=8444, help="collector's HTTPS port (default 8444)"
+    )
     devenv.set_defaults(run=_devenv)
     return parser
 

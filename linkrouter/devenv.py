@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_devenv -*-
 """
-Development material for a router on loopback: a local CA, a C{localhost} certificate, a
-keyring and a config, made once under a directory (C{var/dev/} for C{make run}).
+Development material for a router and a collector on loopback: a local CA, a C{localhost}
+certificate, a keyring, the collector's tokens and both configs, made once under a directory
+(C{var/dev/} for C{make run}).
 
 Nothing here is for production: the CA key sits next to what it signs.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import secrets
 
+from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,7 +24,7 @@ from twisted.python.filepath import FilePath
 from .keyfile import save_keyring
 from .keys import Keyring, new_key
 
-__all__ = ["make_certificate", "make_devenv"]
+__all__ = ["DevPorts", "make_certificate", "make_devenv"]
 
 _PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -125,7 +128,7 @@ def make_certificate(
     return ca_path, chain, key_path
 
 
-_CONFIG = """\
+_ROUTER_CONFIG = """\
 # Development router: made by 'linkrouter devenv'. See conf/linkrouter.toml for production.
 router_id = "dev"
 keyring = "keyring.json"
@@ -139,23 +142,81 @@ private_key = "localhost-key.pem"
 [journal]
 directory = "journal"
 
+[sync]
+url = "https://localhost:{collector_port}/v1/events"
+token_file = "router-token"
+ca_file = "ca.pem"
+interval = 2
+
 [admin]
 host = "127.0.0.1"
 port = {admin_port}
 """
 
+_COLLECTOR_CONFIG = """\
+# Development collector: made by 'linkrouter devenv'. See conf/linkcollector.toml for production.
+[listen]
+host = "127.0.0.1"
+port = {collector_port}
+certificate = "localhost.pem"
+private_key = "localhost-key.pem"
 
-def make_devenv(directory: FilePath[str], port: int = 8443, admin_port: int = 9110) -> bool:
+[auth]
+tokens_file = "collector-tokens.toml"
+
+[store]
+database = "collector/collector.sqlite3"
+"""
+
+
+def _token() -> str:
+    return secrets.token_hex(24)
+
+
+@frozen
+class DevPorts:
+    router: int = 8443
+    admin: int = 9110
+    collector: int = 8444
+
+
+def make_devenv(directory: FilePath[str], ports: DevPorts = DevPorts()) -> bool:
     """
-    Make the development material in C{directory} unless it is there already.
+    Make the development material in C{directory}, each piece unless it is there already:
+    the CA and certificate, the keyring, the collector's tokens (and the router's copy of
+    its own, the reader's in C{reader-token}), and both configurations.
 
     @return: whether anything was made.
     """
-    config = directory.child("linkrouter.toml")
-    if config.exists():
-        return False
     os.makedirs(directory.path, mode=0o700, exist_ok=True)
-    make_certificate(directory)
-    save_keyring(Keyring((new_key(),)), directory.child("keyring.json"))
-    _write(config, _CONFIG.format(port=port, admin_port=admin_port).encode(), 0o644)
-    return True
+    made = False
+    if not directory.child("localhost.pem").exists():
+        make_certificate(directory)
+        made = True
+    if not directory.child("keyring.json").exists():
+        save_keyring(Keyring((new_key(),)), directory.child("keyring.json"))
+        made = True
+    tokens = directory.child("collector-tokens.toml")
+    if not tokens.exists():
+        router, issuer, reader = _token(), _token(), _token()
+        _write(
+            tokens,
+            f'[routers]\ndev = "{router}"\n[issuers]\ndev = "{issuer}"\n'
+            f'[readers]\ndev = "{reader}"\n'.encode(),
+            0o600,
+        )
+        _write(directory.child("router-token"), f"{router}\n".encode(), 0o600)
+        _write(directory.child("issuer-token"), f"{issuer}\n".encode(), 0o600)
+        _write(directory.child("reader-token"), f"{reader}\n".encode(), 0o600)
+        made = True
+    os.makedirs(directory.child("collector").path, mode=0o700, exist_ok=True)
+    values = {"port": ports.router, "admin_port": ports.admin, "collector_port": ports.collector}
+    router_config = directory.child("linkrouter.toml")
+    if not router_config.exists() or b"[sync]" not in router_config.getContent():
+        _write(router_config, _ROUTER_CONFIG.format(**values).encode(), 0o644)
+        made = True
+    collector_config = directory.child("linkcollector.toml")
+    if not collector_config.exists():
+        _write(collector_config, _COLLECTOR_CONFIG.format(**values).encode(), 0o644)
+        made = True
+    return made

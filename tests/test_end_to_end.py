@@ -18,8 +18,8 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Kind, Part, sign
-from linkrouter.devenv import make_certificate
-from linkrouter.keyfile import save_keyring
+from linkrouter.devenv import DevPorts, make_certificate, make_devenv
+from linkrouter.keyfile import load_keyring, save_keyring
 from linkrouter.keys import Keyring, new_key
 from linkrouter.linkid import link_id
 
@@ -267,3 +267,51 @@ port = false
             (top["link"], top["url"], top["clicks"], top["bot"]),
             (link_id("<m1@example>", 1), "https://shop.example/<m1@example>", 3, 1),
         )
+
+
+class DevenvTests(SynchronousTestCase):
+    def test_materialRunsBoth(self) -> None:
+        """
+        What C{linkrouter devenv} makes (and C{make run} uses) starts a collector and a
+        router that syncs to it: a click shows in the stats, read with the reader token.
+        """
+        directory = FilePath(self.mktemp())
+        ports = DevPorts(free_port(), free_port(), free_port())
+        make_devenv(directory, ports)
+        collector = Daemon(
+            self, "linkcollector", directory.child("linkcollector.toml"), ports.collector
+        ).start()
+        router = Daemon(self, "linkrouter", directory.child("linkrouter.toml"), ports.router)
+        router.start()
+        collector.wait_listening()
+        router.wait_listening()
+        keyring = load_keyring(directory.child("keyring.json"))
+        link = sign(
+            "https://example.com/",
+            keyring.active,
+            "devlink",
+            Part.HTML,
+            1,
+            base=f"https://localhost:{ports.router}",
+        )
+        ca = directory.child("ca.pem")
+        status, _, _ = https(ports.router, ca, "GET", urlsplit(link).path)
+        self.assertEqual(status, 302)
+        reader = directory.child("reader-token").getContent().strip().decode()
+        deadline = time.monotonic() + 60
+        while True:
+            status, _, body = https(
+                ports.collector,
+                ca,
+                "GET",
+                "/v1/stats/totals",
+                headers={"Authorization": f"Bearer {reader}"},
+            )
+            self.assertEqual(status, 200, body)
+            if json.loads(body)["totals"]["clicks"] == 1:
+                break
+            if time.monotonic() > deadline:
+                self.fail(f"no click in the stats\n{router.output()}\n{collector.output()}")
+            time.sleep(0.2)
+        self.assertEqual(router.stop(), -signal.SIGTERM)
+        self.assertEqual(collector.stop(), -signal.SIGTERM)

@@ -14,6 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.cli import EXIT_FAILURE, main
 from linkrouter.codec import Kind, Part, TrackedLink
+from linkrouter.collector.config import load_collector_config
+from linkrouter.collector.tokens import Role, load_tokens
 from linkrouter.config import load_config
 from linkrouter.event import Hit, IPStorage, encode_hits
 from linkrouter.journal import SegmentJournal
@@ -157,11 +159,25 @@ class DevenvTests(SynchronousTestCase):
         status, out, _ = run("devenv", directory.path, "--port", "9443")
         self.assertEqual(status, 0)
         self.assertIn("made", out)
-        for name in ["keyring.json", "localhost-key.pem", "ca-key.pem"]:
+        for name in [
+            "keyring.json",
+            "localhost-key.pem",
+            "ca-key.pem",
+            "collector-tokens.toml",
+            "router-token",
+            "issuer-token",
+            "reader-token",
+        ]:
             mode = stat.S_IMODE(os.stat(directory.child(name).path).st_mode)
             self.assertEqual(mode, 0o600, name)
         config = load_config(directory.child("linkrouter.toml"))
         self.assertEqual(config.listen_port, 9443)
+        self.assertEqual(config.sync_url, "https://localhost:8444/v1/events")
+        collector = load_collector_config(directory.child("linkcollector.toml"))
+        self.assertEqual(collector.listen_port, 8444)
+        tokens = load_tokens(collector.tokens_file)
+        router_token = directory.child("router-token").getContent().strip()
+        self.assertEqual(tokens.holder(Role.ROUTERS, b"Bearer " + router_token), "dev")
         before = directory.child("keyring.json").getContent()
         status, out, _ = run("devenv", directory.path)
         self.assertIn("kept", out)
