@@ -48,7 +48,11 @@ def write_private(path: FilePath[str], text: str) -> None:
     os.chmod(path.path, 0o600)
 
 
-class EndToEndTests(SynchronousTestCase):
+class TwoDaemons(SynchronousTestCase):
+    """
+    A collector and a router syncing to it, sharing a directory, a CA and tokens.
+    """
+
     def setUp(self) -> None:
         self.directory = FilePath(self.mktemp())
         self.directory.makedirs()
@@ -168,6 +172,8 @@ port = false
                 )
             time.sleep(0.2)
 
+
+class EndToEndTests(TwoDaemons):
     def test_clicksReachTheStats(self) -> None:
         """
         Clicks from several browsers and addresses, both parts, GET and HEAD, a scanner, a
@@ -315,3 +321,40 @@ class DevenvTests(SynchronousTestCase):
             time.sleep(0.2)
         self.assertEqual(router.stop(), -signal.SIGTERM)
         self.assertEqual(collector.stop(), -signal.SIGTERM)
+
+
+class CollectorCrashTests(TwoDaemons):
+    def test_killCollectorWhileSyncing(self) -> None:
+        """
+        C{kill -9} of the collector, again and again while the router syncs small batches:
+        in the end every click is counted exactly once (a batch committed but not answered
+        comes back as duplicates).
+        """
+        config = self.directory.child("linkrouter.toml")
+        config.setContent(
+            config.getContent().replace(b"interval = 0.2", b"interval = 0.05\nbatch_events = 20")
+        )
+        self.collector.start().wait_listening()
+        self.router.start().wait_listening()
+        link = self.link("<crash@example>", Part.HTML, int(time.time()) - 3600)
+        context = ssl.create_default_context(cafile=self.ca.path)
+        clicks = 0
+        for round_ in range(5):
+            connection = http.client.HTTPSConnection(
+                "localhost", self.router_port, context=context, timeout=30
+            )
+            for _ in range(120):
+                connection.request("GET", urlsplit(link).path, headers={"User-Agent": FIREFOX})
+                response = connection.getresponse()
+                response.read()
+                self.assertEqual(response.status, 302)
+                clicks += 1
+            connection.close()
+            time.sleep(0.05 * round_)  # let the kill land at a different point each round
+            self.collector.kill()
+            self.collector.start().wait_listening()
+        stats = self.wait_for_events(clicks)
+        time.sleep(1)  # anything still in flight would now be counted twice
+        stats = self.stats()
+        self.assertEqual(stats["totals"]["clicks"], clicks)
+        self.assertEqual(self.router.stop(), -signal.SIGTERM)
