@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -23,6 +25,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorProcess, IReactorTCP
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -162,9 +165,9 @@ class FakeStats(Resource):
 
     isLeaf = True
 
-    def __init__(self, document: dict[str, Any], status: int = 200) -> None:
+    def __init__(self, document: dict[str, Any] | bytes, status: int = 200) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.body = json.dumps(document).encode("utf-8")
+        self.body = document if isinstance(document, bytes) else json.dumps(document).encode()
         self.status = status
         self.queries: list[dict[str, list[str]]] = []
 
@@ -547,6 +550,30 @@ def find_chromium(test: TestCase) -> str:
     raise SkipTest("chromium is not installed (apt-get install chromium); CI runs this test")
 
 
+# A time zone far from UTC: the page must show UTC whatever the browser's zone.
+BROWSER_ENVIRONMENT = {**os.environ, "TZ": "Pacific/Auckland", "LANG": "en_US.UTF-8"}
+
+
+def browser_arguments(profile: FilePath[str]) -> tuple[str, ...]:
+    """
+    Headless Chromium as root on a machine without network: no sandbox, no GPU, no calls
+    home, its own profile, English.
+    """
+    return (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--lang=en-US",
+        f"--user-data-dir={profile.path}",
+    )
+
+
 def console_lines(stderr: str) -> list[str]:
     """
     The page's console messages and script errors among Chromium's log lines.
@@ -558,9 +585,9 @@ def console_lines(stderr: str) -> list[str]:
     ]
 
 
-class ChromiumTests(TestCase):
+class BrowserTestCase(TestCase):
     """
-    The dashboard in headless Chromium, served by a real C{twisted.web} server on
+    Tests of the dashboard in headless Chromium, served by a real C{twisted.web} server on
     127.0.0.1 with a fake stats API.
     """
 
@@ -577,20 +604,16 @@ class ChromiumTests(TestCase):
         self.addCleanup(port.stopListening)
         return f"http://127.0.0.1:{port.getHost().port}/"
 
+
+class ChromiumTests(BrowserTestCase):
+    """
+    The page as Chromium renders it after loading, from C{--dump-dom}.
+    """
+
     def dump(self, url: str, *extra: str) -> Deferred[tuple[bytes, bytes, int]]:
         process: IReactorProcess = global_reactor  # type: ignore[assignment]
         arguments = (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--lang=en-US",
-            f"--user-data-dir={self.profile.path}",
+            *browser_arguments(self.profile),
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=10000",
@@ -599,10 +622,7 @@ class ChromiumTests(TestCase):
             url,
         )
         result: Deferred[tuple[bytes, bytes, int]] = getProcessOutputAndValue(
-            self.chromium,
-            arguments,
-            env={**os.environ, "TZ": "Pacific/Auckland", "LANG": "en_US.UTF-8"},
-            reactor=process,
+            self.chromium, arguments, env=BROWSER_ENVIRONMENT, reactor=process
         )
         result.addTimeout(CHROMIUM_TIMEOUT, global_reactor)  # type: ignore[arg-type]
         return result
@@ -747,13 +767,257 @@ class ChromiumTests(TestCase):
             self.assertEqual(dom.by_id("errors").children, [])
 
     @inlineCallbacks
-    def test_unreachable(self) -> Any:
+    def test_notStats(self) -> Any:
         """
-        An answer that is no stats document (here the fake answers HTML-ish garbage) is an
-        error in the page, not an exception.
+        An answer that is not a stats document, JSON without totals or no JSON at all, is an
+        error shown in the page, not an exception.
         """
-        stats = FakeStats({"nothing": True})
-        dom: Node = yield self.render(stats, "?bucket=day")
-        self.assertEqual(stats.queries, [{"bucket": ["day"]}])
-        self.assertIn("has no totals", dom.by_id("status").text())
-        self.assertEqual(dom.by_id("errors").children, [])
+        for body, words in [
+            ({"nothing": True}, "has no totals"),
+            (b"<html>a proxy's page</html>", "not valid JSON"),
+        ]:
+            stats = FakeStats(body)
+            dom: Node = yield self.render(stats, "?bucket=day")
+            self.assertEqual(stats.queries, [{"bucket": ["day"]}])
+            self.assertIn(words, dom.by_id("status").text())
+            self.assertIn("hidden", dom.by_id("report").attributes)
+            self.assertEqual(dom.by_id("errors").children, [])
+
+
+SETTLE = """(search, limit) => new Promise((resolve, reject) => {
+  const started = Date.now();
+  const check = () => {
+    const state = document.documentElement.dataset.state;
+    if (location.search === search && state !== "loading") {
+      resolve({
+        state: state,
+        search: location.search,
+        fields: Object.fromEntries(new FormData(document.getElementById("filters"))),
+        pressed: [...document.querySelectorAll("[aria-pressed=true]")].map((b) => b.dataset.split),
+        legend: document.getElementById("series-legend").textContent,
+        errors: document.getElementById("errors").childElementCount,
+      });
+    } else if (Date.now() - started > limit) {
+      reject(new Error(`still ${state} at ${location.search}`));
+    } else {
+      setTimeout(check, 20);
+    }
+  };
+  check();
+})"""
+"""
+A function of the page: once its address has the query C{search} and it has shown an
+answer, what it shows.
+"""
+
+
+class DevTools:
+    """
+    A blocking client of the DevTools protocol over C{--remote-debugging-pipe} (commands on
+    the browser's fd 3, answers on its fd 4, each message a JSON text ended by a NUL),
+    attached to the browser's one page; for a worker thread, each wait bounded.
+
+    @ivar problems: every console message of level warning or error, uncaught exception
+        and browser log entry (failed loads, content security policy violations) seen.
+    """
+
+    def __init__(self, chromium: str, profile: FilePath[str], log: FilePath[str]) -> None:
+        commands, self._commands = os.pipe()
+        self._answers, answers = os.pipe()
+
+        def on_fds_3_and_4() -> None:
+            os.dup2(commands, 3)
+            os.dup2(answers, 4)
+
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [chromium, *browser_arguments(profile), "--remote-debugging-pipe", "about:blank"],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                env=BROWSER_ENVIRONMENT,
+                preexec_fn=on_fds_3_and_4,
+                pass_fds=(3, 4),
+            )
+        os.close(commands)
+        os.close(answers)
+        self._buffer = b""
+        self._last_id = 0
+        self.problems: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        targets = self.send("Target.getTargets")["targetInfos"]
+        [page] = [target for target in targets if target["type"] == "page"]
+        self._session = self.send(
+            "Target.attachToTarget", {"targetId": page["targetId"], "flatten": True}
+        )["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            self.send(f"{domain}.enable", session=True)
+
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: bool = False
+    ) -> Any:
+        """
+        Send a command and wait for its answer; events read meanwhile are kept.
+        """
+        self._last_id += 1
+        message: dict[str, Any] = {"id": self._last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        answer = self._until(lambda message: message.get("id") == self._last_id)
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def navigate(self, url: str) -> None:
+        """
+        Load C{url} in the page and wait for its C{load} event.
+        """
+        self._events.clear()
+        self.send("Page.navigate", {"url": url}, session=True)
+        self._until(lambda message: message.get("method") == "Page.loadEventFired")
+
+    def _until(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        for index, event in enumerate(self._events):
+            if wanted(event):
+                return self._events.pop(index)
+        deadline = time.monotonic() + CHROMIUM_TIMEOUT
+        while True:
+            for message in self._read(deadline):
+                if wanted(message):
+                    return message
+                self._note(message)
+
+    def _read(self, deadline: float) -> list[dict[str, Any]]:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer from chromium within {CHROMIUM_TIMEOUT} s")
+            if select.select([self._answers], [], [], left)[0]:
+                chunk = os.read(self._answers, 1 << 16)
+                if not chunk:
+                    raise EOFError("chromium closed its DevTools pipe")
+                self._buffer += chunk
+        *messages, self._buffer = self._buffer.split(b"\0")
+        return [json.loads(message) for message in messages]
+
+    def _note(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+        method = event.get("method")
+        params = event.get("params", {})
+        if (
+            method == "Runtime.exceptionThrown"
+            or (method == "Runtime.consoleAPICalled" and params["type"] in ("error", "warning"))
+            or (method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"))
+        ):
+            self.problems.append(event)
+
+    def evaluate(self, expression: str) -> Any:
+        """
+        The value of a JavaScript expression in the page, awaited if it is a promise.
+        """
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            session=True,
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def settle(self, search: str) -> dict[str, Any]:
+        """
+        Wait until the page's address has the query C{search} and it has shown an answer;
+        then what it shows: state, query, the form's fields, the split buttons pressed.
+        """
+        limit = CHROMIUM_TIMEOUT * 1000 / 2
+        return self.evaluate(f"({SETTLE})({json.dumps(search)}, {limit})")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+            self.process.wait(CHROMIUM_TIMEOUT)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            os.close(self._commands)
+            os.close(self._answers)
+
+
+class InteractionTests(BrowserTestCase):
+    """
+    The page driven as a user would, through the DevTools protocol.
+    """
+
+    def interact(self, url: str) -> list[dict[str, Any]]:
+        """
+        In a worker thread: load the page, filter with the form, pick a link, go back,
+        switch the chart's split; what the page showed after each step.
+        """
+        browser = DevTools(self.chromium, self.profile, FilePath(self.mktemp()))
+        try:
+            seen = []
+            browser.navigate(url)
+            seen.append(browser.settle(""))
+            browser.evaluate(
+                """(() => {
+                  const form = document.getElementById("filters");
+                  form.elements.from.value = "2026-12-01";
+                  form.elements.tag.value = "promo";
+                  form.elements.bucket.value = "day";
+                  form.requestSubmit();
+                })()"""
+            )
+            seen.append(browser.settle("?from=2026-12-01&tag=promo&bucket=day"))
+            browser.evaluate('document.querySelector("button[data-link=Xk3v9Qa_Lm0Z2]").click()')
+            seen.append(browser.settle("?from=2026-12-01&tag=promo&link=Xk3v9Qa_Lm0Z2&bucket=day"))
+            browser.evaluate("history.back()")
+            seen.append(browser.settle("?from=2026-12-01&tag=promo&bucket=day"))
+            browser.evaluate('document.querySelector("[data-split=audience]").click()')
+            seen.append(browser.settle("?from=2026-12-01&tag=promo&bucket=day"))
+            browser.evaluate('document.getElementById("reset").click()')
+            seen.append(browser.settle(""))
+            seen.append({"problems": browser.problems})
+            return seen
+        finally:
+            browser.close()
+
+    @inlineCallbacks
+    def test_filters(self) -> Any:
+        """
+        Applying the form puts its filters in the address (defaults left out) and asks the
+        API with them; "Only this" adds the link; going back restores the form from the
+        address and asks again; the split toggle redraws without asking; Reset clears it
+        all. No console warning or error, no failed load, no policy violation on the way.
+        """
+        stats = FakeStats(STATS)
+        url = self.serve(stats)
+        seen = yield deferToThread(self.interact, url)
+        problems = seen.pop()["problems"]
+        self.assertEqual(problems, [])
+        self.assertEqual([step["state"] for step in seen], ["ready"] * 6)
+        self.assertEqual([step["errors"] for step in seen], [0] * 6)
+        filtered = {"from": ["2026-12-01"], "tag": ["promo"], "bucket": ["day"]}
+        self.assertEqual(
+            stats.queries,
+            [{}, filtered, {**filtered, "link": ["Xk3v9Qa_Lm0Z2"]}, filtered, {}],
+        )
+        empty = {"from": "", "to": "", "tag": "", "message": "", "link": "", "top": "10"}
+        self.assertEqual(seen[0]["fields"], {**empty, "bucket": "hour"})
+        self.assertEqual(
+            seen[2]["fields"],
+            {
+                **empty,
+                "from": "2026-12-01",
+                "tag": "promo",
+                "bucket": "day",
+                "link": "Xk3v9Qa_Lm0Z2",
+            },
+        )
+        self.assertEqual(
+            seen[3]["fields"], {**empty, "from": "2026-12-01", "tag": "promo", "bucket": "day"}
+        )
+        self.assertEqual([step["pressed"] for step in seen[3:5]], [["kind"], ["audience"]])
+        self.assertIn("Bot (hatched)", seen[4]["legend"])
+        self.assertEqual(seen[5]["fields"], {**empty, "bucket": "hour"})
