@@ -536,7 +536,7 @@ def parse_dom(html: str) -> Node:
 CHROMIUM_TIMEOUT = 60.0
 
 
-def find_chromium(test: TestCase) -> str:
+def find_chromium(test: SynchronousTestCase) -> str:
     """
     The Chromium binary; without it, the test fails on CI (C{CI=true}) and is skipped
     elsewhere.
@@ -548,6 +548,27 @@ def find_chromium(test: TestCase) -> str:
     if os.environ.get("CI") == "true":
         test.fail("chromium is not installed: .ci/run must apt-get install chromium")
     raise SkipTest("chromium is not installed (apt-get install chromium); CI runs this test")
+
+
+class FindChromiumTests(SynchronousTestCase):
+    """
+    L{find_chromium} without Chromium on the path.
+    """
+
+    def test_failsOnCI(self) -> None:
+        """
+        On CI a missing Chromium fails the test: the browser tests must not go quietly.
+        """
+        self.patch(os, "environ", {"PATH": "", "CI": "true"})
+        self.assertRaises(self.failureException, find_chromium, self)
+
+    def test_skipsElsewhere(self) -> None:
+        """
+        Elsewhere the browser tests are skipped, saying how to install it.
+        """
+        self.patch(os, "environ", {"PATH": ""})
+        skipped = self.assertRaises(SkipTest, find_chromium, self)
+        self.assertIn("apt-get install chromium", str(skipped))
 
 
 # A time zone far from UTC: the page must show UTC whatever the browser's zone.
