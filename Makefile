@@ -10,7 +10,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-SOURCES := $(shell find linkrouter twisted -name '*.py' -o -name py.typed -o -name '*.toml')
+SOURCES := $(shell find linkrouter twisted -name '*.py' -o -name py.typed -o -name '*.toml' \
+	-o -path 'linkrouter/collector/dashboard/*')
 
 # A regular install, not an editable one: twistd finds plugins only in real twisted/plugins
 # directories on sys.path, which a PEP 660 editable install does not provide. Any change to
