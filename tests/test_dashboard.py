@@ -31,6 +31,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from twisted.web.test.requesthelper import DummyRequest
 
 from linkrouter.collector import dashboardresource
 from linkrouter.collector.dashboardresource import (
@@ -1042,3 +1043,28 @@ class InteractionTests(BrowserTestCase):
         self.assertEqual([step["pressed"] for step in seen[3:5]], [["kind"], ["audience"]])
         self.assertIn("Bot (hatched)", seen[4]["legend"])
         self.assertEqual(seen[5]["fields"], {**empty, "bucket": "hour"})
+
+
+class DashboardAccessTests(SynchronousTestCase):
+    """
+    With C{allowed}, the page answers 401 with a Basic challenge to a request it refuses;
+    the static files stay open (they hold no data).
+    """
+
+    def test_challenge(self) -> None:
+        dashboard = DashboardResource(
+            allowed=lambda request: request.getHeader(b"authorization") == b"Basic ok"
+        )
+        refused = DummyRequest([])
+        body = dashboard.getChildWithDefault(b"", refused).render(refused)
+        self.assertEqual(refused.responseCode, 401)
+        self.assertEqual(
+            refused.responseHeaders.getRawHeaders(b"www-authenticate"),
+            [b'Basic realm="linkrouter dashboard"'],
+        )
+        self.assertNotIn(b"<html", body.lower())
+        allowed = DummyRequest([])
+        allowed.requestHeaders.setRawHeaders(b"authorization", [b"Basic ok"])
+        body = dashboard.getChildWithDefault(b"", allowed).render(allowed)
+        self.assertEqual(allowed.responseCode or 200, 200)
+        self.assertIn(b"<html", body.lower())

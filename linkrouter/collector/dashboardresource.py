@@ -15,7 +15,7 @@ that slipped into the markup could not run.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 
 import attrs
@@ -123,6 +123,23 @@ class _Answer(Resource):
         return self._asset.body
 
 
+class _Challenge(Resource):
+    """
+    401 with a Basic challenge: the browser asks for a user name (any) and the reader token.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(401)
+        set_headers(request, _NOT_FOUND)
+        request.setHeader(b"www-authenticate", b'Basic realm="linkrouter dashboard"')
+        return b"A reader token is needed: any user name, the token as password.\n"
+
+
+_CHALLENGE = _Challenge()  # type: ignore[no-untyped-call]
+
+
 class DashboardResource(Resource):
     """
     The collector's root resource as far as the dashboard goes: C{/} is the page,
@@ -131,10 +148,18 @@ class DashboardResource(Resource):
     C{healthz}). Anything but GET and HEAD is answered 405.
 
     @param assets: the files by name, as L{load_assets} reads them (the default).
+    @param allowed: whether a request may see the page; one that may not is answered 401
+        with a Basic challenge, so a browser asks for the reader's token once and sends it
+        with the page's own API calls too. The files hold no data and need no token.
     """
 
-    def __init__(self, assets: Mapping[str, Asset] | None = None) -> None:
+    def __init__(
+        self,
+        assets: Mapping[str, Asset] | None = None,
+        allowed: Callable[[Request], bool] = lambda request: True,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self._allowed = allowed
         if assets is None:
             assets = load_assets()
         self._page = _Answer(assets[PAGE], self._headers_for(assets[PAGE]))
@@ -152,7 +177,7 @@ class DashboardResource(Resource):
     def getChild(self, path: bytes, request: Request) -> Resource:
         rest = request.postpath or []
         if path == b"" and not rest:
-            return self._page
+            return self._page if self._allowed(request) else _CHALLENGE
         if path == b"dashboard" and len(rest) == 1:
             return self._files.get(rest[0], self._missing)
         return self._missing

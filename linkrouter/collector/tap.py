@@ -36,9 +36,10 @@ from .api import (
     build_root,
 )
 from .config import CollectorConfig, ConfigError, load_collector_config
+from .dashboardresource import DashboardResource
 from .enrich import Enricher
 from .metrics import CollectorMetrics
-from .tokens import TokensError, load_tokens
+from .tokens import Role, TokensError, load_tokens
 
 __all__ = ["CollectorService", "Options", "build_service", "makeService"]
 
@@ -155,7 +156,12 @@ def build_service(
     )
     links = LinksResource(lambda: tokens, store, run, limits)
     stats = StatsResource(lambda: tokens, store, metrics.stats_seconds.observe)
-    root = build_root(events, links, stats, MetricsResource(metrics))
+    dashboard = DashboardResource(
+        allowed=lambda request: (
+            tokens.holder(Role.READERS, request.getHeader(b"authorization")) is not None
+        )
+    )
+    root = build_root(events, links, stats, MetricsResource(metrics), dashboard)
     site = CollectorSite(root, config.max_body_bytes, timeout=CLIENT_TIMEOUT)
     if config.tls:
         assert config.certificate is not None and config.private_key is not None
