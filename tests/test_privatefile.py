@@ -156,8 +156,9 @@ class ReadPrivateFileTests(SynchronousTestCase):
         A path with a NUL byte (possible through a TOML C{\\u0000} escape) is refused with
         L{PrivateFileError}, not a bare C{ValueError} from C{os.open}.
         """
-        self.path = FilePath(self.path.path + "\x00x")
-        self.refused()
+        path = FilePath(self.path.path + "\x00x")
+        message = str(self.assertRaises(PrivateFileError, read_private_file, path, "key", 9))
+        self.assertNotIn("\n", message)
 
     test_nulInPathRefused.todo = (  # type: ignore[attr-defined]
         "os.open raises ValueError for an embedded NUL; only OSError is caught"
