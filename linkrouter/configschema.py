@@ -105,7 +105,7 @@ def boolean(value: object) -> bool:
     return value
 
 
-PATH = string(r".+", "a path")
+PATH = string(r"[^\x00\n]+", "a path")
 
 
 def read_document(path: FilePath[str]) -> dict[str, Any]:

@@ -31,9 +31,13 @@ def read_private_file(path: FilePath[str], what: str, max_size: int) -> bytes:
     @raise PrivateFileError: with one line naming the file, the problem and the fix.
     """
     try:
-        fd = os.open(path.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; reads of files ignore it
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(path.path, flags)
     except OSError as error:
         raise PrivateFileError(f"{what} {path.path} cannot be opened: {error.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise PrivateFileError(f"{what} {path.path!r} cannot be opened: not a path") from None
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
@@ -46,6 +50,9 @@ def read_private_file(path: FilePath[str], what: str, max_size: int) -> bytes:
             )
         if status.st_size > max_size:
             raise PrivateFileError(f"{what} {path.path} is over {max_size} bytes")
-        return os.read(fd, max_size + 1)
+        content = os.read(fd, max_size + 1)
+        if len(content) > max_size:  # it grew since fstat
+            raise PrivateFileError(f"{what} {path.path} is over {max_size} bytes")
+        return content
     finally:
         os.close(fd)

@@ -146,12 +146,6 @@ class BoundedRequestTests(SynchronousTestCase):
         answer = self.send(post(b"Transfer-Encoding: chunked\r\n", chunked(*[b"x" * 64] * 4)))
         self.assertTooLarge(answer)
 
-    test_chunkedPastLimitInOneRead.todo = (  # type: ignore[attr-defined]
-        "the chunked decoder goes on after the refusal: a second 413, then requestReceived "
-        "with content None raises AttributeError; make BoundedRequest ignore chunks and "
-        "requestReceived once refused"
-    )
-
     def test_chunkedAtLimit(self) -> None:
         """
         A chunked body of exactly the limit, in any chunking, reaches the resource whole.
@@ -186,11 +180,6 @@ class BoundedRequestTests(SynchronousTestCase):
         self.assertEqual(lengths, [b"Content-Length: %d" % len(body)])
         self.assertEqual(list(json.loads(body)), ["error"])
 
-    test_tooLargeAnswerIsJson.todo = (  # type: ignore[attr-defined]
-        "_TOO_LARGE's [:-1] + b'\\n' cuts the closing brace: 40 bytes sent, 39 declared, "
-        "and the 39 are not JSON"
-    )
-
     def test_noContinueAfterRefusal(self) -> None:
         """
         A client that asks C{Expect: 100-continue} with a declared length over the limit
@@ -199,11 +188,6 @@ class BoundedRequestTests(SynchronousTestCase):
         answer = self.send(post(b"Content-Length: %d\r\nExpect: 100-continue\r\n" % (LIMIT + 1)))
         self.assertNotIn(b"100 Continue", answer)
         self.assertTooLarge(answer)
-
-    test_noContinueAfterRefusal.todo = (  # type: ignore[attr-defined]
-        "HTTPChannel.allHeadersReceived sends 100 Continue after gotLength refused; drop "
-        "the Expect header before refusing"
-    )
 
     def test_continueWithinLimit(self) -> None:
         """
@@ -357,11 +341,6 @@ class StatsQueryTests(SynchronousTestCase):
         """
         for value in ["\u00b2", "\u2460", "\uff11\uff10", "\u0665"]:
             self.refused({b"top": [value.encode()]}, "top:", "1 to 100")
-
-    test_topUnicodeDigits.todo = (  # type: ignore[attr-defined]
-        "top.isdigit() is true for '²' and int('²') raises ValueError (a 500); "
-        "check with re.fullmatch(r'[0-9]{1,3}', top)"
-    )
 
     def test_bucket(self) -> None:
         """
@@ -580,11 +559,6 @@ class LinkRecordTests(SynchronousTestCase):
         """
         for line in [b"[" * 100_000, b'{"link": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"]:
             self.assertIsInstance(_link_record(line), str)
-
-    test_deepNesting.todo = (  # type: ignore[attr-defined]
-        "json.loads raises RecursionError, which _link_record does not catch: the whole "
-        "POST /v1/links answers 500; catch (ValueError, RecursionError)"
-    )
 
     @settings(max_examples=300, deadline=None)
     @given(

@@ -245,10 +245,6 @@ class CollectorConfigTests(SynchronousTestCase):
             text = PLAIN + f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
             self.assertEqual(self.load(text).dsn, dsn)
 
-    test_dsnWithHostPort.todo = (  # type: ignore[attr-defined]
-        "_dsn looks for ':' before the first '@', or in the whole URI when it has no '@'"
-    )
-
     def test_dsnWithPasswordRefused(self) -> None:
         """
         A password in the connection string is refused with where to keep it instead.
@@ -304,7 +300,3 @@ class CollectorConfigTests(SynchronousTestCase):
         is read, naming the key, rather than failing later in C{open}.
         """
         self.refused(PLAIN.replace('"tokens.toml"', '"tokens\\u0000.toml"'), "auth.tokens_file")
-
-    test_nulInPathRefused.todo = (  # type: ignore[attr-defined]
-        "configschema.PATH accepts NUL; use string(r'[^\\x00\\n]+', 'a path')"
-    )

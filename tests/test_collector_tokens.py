@@ -168,10 +168,6 @@ class LoadTokensTests(SynchronousTestCase):
         self.refused(f'[routers]\n"x\\ny" = "{ROUTER_1}"\n', "a name is")
         self.refused('["evil\\nline"]\n', "unknown")
 
-    test_controlCharactersStayOnOneLine.todo = (  # type: ignore[attr-defined]
-        "names and sections are put in the message raw; use {name!r} and {section!r}"
-    )
-
     def test_nestedTableIsABadName(self) -> None:
         """
         A dotted key (a table inside a role) is refused rather than taken as a token.

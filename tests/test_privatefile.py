@@ -116,10 +116,6 @@ class ReadPrivateFileTests(SynchronousTestCase):
         self.assertFalse(hung, "read_private_file blocked opening a FIFO")
         self.assertIsInstance(outcome[0], PrivateFileError)
 
-    test_fifoWithoutWriterDoesNotHang.todo = (  # type: ignore[attr-defined]
-        "os.open without O_NONBLOCK blocks on a FIFO until a writer appears"
-    )
-
     def test_missing(self) -> None:
         """
         A missing file is named with the system's reason.
@@ -159,7 +155,3 @@ class ReadPrivateFileTests(SynchronousTestCase):
         path = FilePath(self.path.path + "\x00x")
         message = str(self.assertRaises(PrivateFileError, read_private_file, path, "key", 9))
         self.assertNotIn("\n", message)
-
-    test_nulInPathRefused.todo = (  # type: ignore[attr-defined]
-        "os.open raises ValueError for an embedded NUL; only OSError is caught"
-    )

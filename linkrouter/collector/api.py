@@ -76,10 +76,11 @@ class Limits:
     max_events: int = 100_000
 
 
+_TOO_LARGE_BODY = b'{"error":"the request body is too big"}\n'
 _TOO_LARGE = (
     b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-    b'Content-Length: 39\r\nConnection: close\r\n\r\n{"error": "the request body is too big"}'
-)[:-1] + b"\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+)
 
 
 class BoundedRequest(Request):
@@ -90,22 +91,31 @@ class BoundedRequest(Request):
     """
 
     _received = 0
+    _refused = False
 
     def gotLength(self, length: int | None) -> None:
         limit: int = self.channel.site.max_body_bytes  # type: ignore[attr-defined]
         if length is not None and length > limit:
+            self.requestHeaders.removeHeader(b"expect")  # no 100 Continue after the 413
             self._refuse()
             return
         super().gotLength(length)  # type: ignore[no-untyped-call]
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:  # the rest of a chunked body that arrived in the same read
+            return
         self._received += len(data)
         if self._received > self.channel.site.max_body_bytes:  # type: ignore[attr-defined]
             self._refuse()
             return
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
     def _refuse(self) -> None:
+        self._refused = True
         self.content = None
         channel: LimitedHTTPChannel = self.channel  # type: ignore[assignment]
         channel.refuse(_TOO_LARGE)
@@ -283,7 +293,7 @@ class LinksResource(_Authorized):
 def _link_record(line: bytes) -> LinkRecord | str:
     try:
         fields = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         return "not JSON"
     if not isinstance(fields, dict):
         return "not a JSON object"
@@ -376,7 +386,7 @@ def stats_query(arguments: dict[bytes, list[bytes]], make: Callable[..., T]) -> 
     if bucket not in ("hour", "day"):
         raise StatsQueryError('bucket: not "hour" or "day"')
     top = values.get("top") or "10"
-    if not top.isdigit() or not 1 <= int(top) <= 100:
+    if not re.fullmatch(r"[0-9]{1,3}", top) or not 1 <= int(top) <= 100:
         raise StatsQueryError("top: not a number from 1 to 100")
     return make(
         start_ms=start,

@@ -65,7 +65,8 @@ def _store(value: object) -> str:
 def _dsn(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("is not a PostgreSQL connection string")
-    if "password" in value.lower() or ":" in value.partition("@")[0].partition("://")[2]:
+    authority = value.partition("://")[2].partition("/")[0]
+    if "password" in value.lower() or ":" in authority.rpartition("@")[0]:
         raise ValueError("holds a password; keep it out of the config, in ~/.pgpass or PGPASSFILE")
     return value
 

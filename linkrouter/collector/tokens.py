@@ -84,6 +84,10 @@ def _presented(authorization: bytes | None) -> bytes:
     return b""
 
 
+def _shown(text: str) -> str:
+    return repr(text)[1:-1][:80]  # a line break or control character stays on one line
+
+
 def load_tokens(path: FilePath[str]) -> Tokens:
     """
     Read the tokens file: TOML tables C{[routers]}, C{[issuers]}, C{[readers]} of
@@ -105,7 +109,8 @@ def load_tokens(path: FilePath[str]) -> Tokens:
             role = Role(section)
         except ValueError:
             raise TokensError(
-                f"tokens file {path.path}: [{section}] is unknown; use [routers], [issuers] "
+                f"tokens file {path.path}: [{_shown(section)}] is unknown; use [routers], "
+                f"[issuers] "
                 f"and [readers]"
             ) from None
         if not isinstance(table, dict):
@@ -113,7 +118,7 @@ def load_tokens(path: FilePath[str]) -> Tokens:
         for name, token in table.items():
             if not _NAME.fullmatch(name):
                 raise TokensError(
-                    f"tokens file {path.path}: {section}.{name}: a name is 1 to 64 of "
+                    f"tokens file {path.path}: {section}.{_shown(name)}: a name is 1 to 64 of "
                     f"A-Z a-z 0-9 . _ -"
                 )
             if not isinstance(token, str) or not _TOKEN.fullmatch(token):
