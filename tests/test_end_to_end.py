@@ -5,6 +5,7 @@ its journal to C{twistd linkcollector}, whose stats API then reports exactly wha
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -24,6 +25,7 @@ from linkrouter.keys import Keyring, new_key
 from linkrouter.linkid import link_id
 
 from .daemons import Daemon, free_port, https
+from .test_dashboard import DevTools, find_chromium
 
 ROUTER_TOKEN = "router-token-" + "r" * 24
 ISSUER_TOKEN = "issuer-token-" + "i" * 24
@@ -222,6 +224,7 @@ class EndToEndTests(TwoDaemons):
 
         stats = self.wait_for_events(7)
         self.check(stats)
+        self.check_dashboard()
         by_message = self.stats("?message=%3Cm1%40example%3E")
         self.assertEqual((by_message["totals"]["clicks"], by_message["totals"]["opens"]), (3, 1))
         by_tag = self.stats("?tag=welcome")
@@ -242,6 +245,38 @@ class EndToEndTests(TwoDaemons):
         self.check(self.stats())
         self.assertEqual(self.router.stop(), -signal.SIGTERM)
         self.assertEqual(self.collector.stop(), -signal.SIGTERM)
+
+    def check_dashboard(self) -> None:
+        """
+        The real collector's dashboard in headless Chromium, with the reader's token: it
+        loads without a console problem and shows the collector's figures.
+        """
+        profile = FilePath(self.mktemp())
+        profile.makedirs()
+        browser = DevTools(find_chromium(self), profile, FilePath(self.mktemp()))
+        try:
+            browser.send("Security.setIgnoreCertificateErrors", {"ignore": True})
+            browser.send("Network.enable", session=True)
+            token = base64.b64encode(f"team:{READER_TOKEN}".encode()).decode()
+            browser.send(
+                "Network.setExtraHTTPHeaders",
+                {"headers": {"Authorization": f"Basic {token}"}},
+                session=True,
+            )
+            browser.navigate(f"https://localhost:{self.collector_port}/")
+            shown = browser.settle("")
+            totals = browser.evaluate('document.getElementById("totals").innerText')
+            links = browser.evaluate('document.getElementById("links").innerText')
+            parts = browser.evaluate('document.getElementById("parts").innerText')
+        finally:
+            browser.close()
+        self.assertEqual((shown["state"], shown["errors"]), ("ready", 0), shown)
+        self.assertEqual(browser.problems, [])
+        figures = totals.split("\n")
+        for label, value in [("Clicks", "6"), ("Unique clicks", "4"), ("Opens", "1")]:
+            self.assertEqual(figures[figures.index(label) + 1], value, totals)
+        self.assertIn("https://shop.example/<m1@example>", links)
+        self.assertIn("HTML\t\n\t6 85.7%\t3\t3", parts)
 
     def check(self, stats: dict[str, Any]) -> None:
         totals = stats["totals"]

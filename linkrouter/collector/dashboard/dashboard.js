@@ -598,18 +598,16 @@
           "tr",
           {},
           h("th", { scope: "col" }, "Destination"),
-          h("th", { scope: "col" }, "Tag"),
           h("th", { scope: "col", class: "num" }, "Clicks"),
           h("th", { scope: "col", class: "num" }, "Human"),
           h("th", { scope: "col", class: "num" }, "Bot"),
-          h("th", { scope: "col" }, "Last click"),
           h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Filter"))
         )
       )
     );
     const body = h("tbody", {});
     if (links.length === 0) {
-      body.append(h("tr", {}, h("td", { colspan: 7, class: "nothing" }, "No links clicked.")));
+      body.append(h("tr", {}, h("td", { colspan: 5, class: "nothing" }, "No links clicked.")));
     }
     const most = Math.max(1, ...links.map((row) => count(row.clicks)));
     for (const row of links) {
@@ -648,11 +646,9 @@
           "tr",
           { "data-link": id },
           destination,
-          h("td", { class: "tag" }, text(row.tag, "–")),
           h("td", { class: "num", "data-value": count(row.clicks) }, formatNumber(row.clicks)),
           h("td", { class: "num", "data-value": count(row.human) }, formatNumber(row.human)),
           h("td", { class: "num", "data-value": count(row.bot) }, formatNumber(row.bot)),
-          h("td", { class: "time" }, formatTime(row.last_click)),
           h("td", {}, filter)
         )
       );
