@@ -10,8 +10,9 @@ Tables:
   - C{events}: one row an event, raw facts and enrichment side by side (C{bot} is 1 when the
     event has bot reasons, which are kept as a JSON array);
   - C{links}: the link registry, C{tag} C{''} when none;
-  - C{hourly}: counts by UTC hour, tag, kind, bot or human, and one breakdown dimension and
-    its value (dimension C{all} holds the totals), kept up to date at ingest;
+  - C{daily} and C{hourly}: counts by UTC day (or hour), tag, kind, bot or human, and one
+    breakdown dimension and its value (dimension C{all} holds the totals), kept up to date
+    at ingest; C{hourly_totals}: the totals alone by hour, for the time series;
   - C{link_totals}: per link and kind, counts and first and last time, for unique counts
     and top links over all time without reading every event.
 """
@@ -115,6 +116,28 @@ MIGRATIONS: tuple[Migration, ...] = (
                 value TEXT NOT NULL,
                 events BIGINT NOT NULL,
                 PRIMARY KEY (hour, tag, kind, bot, dimension, value)
+            ){compact}
+            """,
+            """
+            CREATE TABLE daily (
+                day BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                bot SMALLINT NOT NULL,
+                dimension TEXT NOT NULL,
+                value TEXT NOT NULL,
+                events BIGINT NOT NULL,
+                PRIMARY KEY (day, tag, kind, bot, dimension, value)
+            ){compact}
+            """,
+            """
+            CREATE TABLE hourly_totals (
+                hour BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                bot SMALLINT NOT NULL,
+                events BIGINT NOT NULL,
+                PRIMARY KEY (hour, tag, kind, bot)
             ){compact}
             """,
             """

@@ -6,8 +6,9 @@ The functions here run on a store's thread inside one transaction, through a L{D
 that speaks C{?} placeholders; the back-ends differ only in how they connect, how they
 insert a batch and learn which events were new, and how they lock.
 
-Stats read the C{hourly} rollup for the whole hours of the range and the raw events for the
-partial hours at its edges, so they are exact to the millisecond yet read few rows. Filters on
+Stats read the C{daily} rollup for the whole days of the range, C{hourly} for the whole hours
+of the partial days at its edges, and the raw events for the partial hours at its ends, so
+they are exact to the millisecond yet read few rows. Filters on
 a message or a link read raw events through the LinkID index: those select few events.
 """
 
@@ -192,16 +193,34 @@ def _tags(db: Database, link_ids: Sequence[str]) -> dict[str, str]:
     return tags
 
 
-def _apply_rollup(db: Database, counts: Counter[RollupKey]) -> None:
-    # Sorted, so that collectors sharing a database lock rollup rows in one order.
-    rows = [(*key, count) for key, count in sorted(counts.items()) if count]
+def _upsert(db: Database, table: str, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     if rows:
+        columns = ", ".join(key)
         db.execute_many(
-            "INSERT INTO hourly (hour, tag, kind, bot, dimension, value, events)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hour, tag, kind, bot, dimension, value)"
-            " DO UPDATE SET events = hourly.events + excluded.events",
+            f"INSERT INTO {table} ({columns}, events) VALUES ({_marks(len(key) + 1)})"
+            f" ON CONFLICT ({columns}) DO UPDATE SET events = {table}.events + excluded.events",
             rows,
         )
+
+
+_BREAKDOWN_KEY = ("tag", "kind", "bot", "dimension", "value")
+
+
+def _apply_rollup(db: Database, counts: Counter[RollupKey]) -> None:
+    daily: Counter[RollupKey] = Counter()
+    totals: Counter[tuple[int, str, str, int]] = Counter()
+    for (hour, tag, kind, bot, dimension, value), count in counts.items():
+        daily[(hour // 24, tag, kind, bot, dimension, value)] += count
+        if dimension == "all":
+            totals[(hour, tag, kind, bot)] += count
+    # Sorted, so that collectors sharing a database lock rollup rows in one order.
+    _upsert(db, "hourly", ("hour", *_BREAKDOWN_KEY), _rows(counts))
+    _upsert(db, "daily", ("day", *_BREAKDOWN_KEY), _rows(daily))
+    _upsert(db, "hourly_totals", ("hour", "tag", "kind", "bot"), _rows(totals))
+
+
+def _rows(counts: Counter[Any]) -> list[tuple[Any, ...]]:
+    return [(*key, count) for key, count in sorted(counts.items()) if count]
 
 
 def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
@@ -329,7 +348,10 @@ def _select_events(
         joins = " LEFT JOIN links l ON l.link_id = e.link_id"
         conditions.append("COALESCE(l.tag, '') = ''")
     if kind is not None:
-        conditions.append("e.kind = ?")
+        # With a link filter the LinkID index selects few rows: keep the planner off the
+        # kind index (an expression cannot use it, in either database).
+        by_link = query.link is not None or query.message is not None
+        conditions.append("e.kind || '' = ?" if by_link else "e.kind = ?")
         parameters.append(kind)
     if query.link is not None:
         conditions.append("e.link_id = ?")
@@ -377,36 +399,56 @@ def _add_raw(
             series[(hour // hours_a_bucket, kind, bot)] += count
 
 
-def _add_rollup(
+def _unit_conditions(
+    query: StatsQuery, unit: str, first: int | None, end: int | None
+) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    if first is not None:
+        conditions.append(f"{unit} >= ?")
+        parameters.append(first)
+    if end is not None:
+        conditions.append(f"{unit} < ?")
+        parameters.append(end)
+    if query.tag is not None:
+        conditions.append("tag = ?")
+        parameters.append(query.tag)
+    return " AND ".join(conditions) or "1 = 1", parameters
+
+
+def _add_tallies(
+    db: Database,
+    query: StatsQuery,
+    table: str,
+    unit: str,
+    first: int | None,
+    end: int | None,
+    tallies: Counter[TallyKey],
+) -> None:
+    """
+    Add the breakdown counts of rollup C{table} for its units (days or hours) C{[first, end)}.
+    """
+    conditions, parameters = _unit_conditions(query, unit, first, end)
+    for kind, bot, dimension, value, count in db.query(
+        f"SELECT kind, bot, dimension, value, sum(events) FROM {table}"
+        f" WHERE {conditions} GROUP BY kind, bot, dimension, value",
+        parameters,
+    ):
+        tallies[(kind, int(bot), dimension, value)] += int(count)
+
+
+def _add_series(
     db: Database,
     query: StatsQuery,
     first_hour: int | None,
     end_hour: int | None,
     hours_a_bucket: int,
-    tallies: Counter[TallyKey],
     series: Counter[SeriesKey],
 ) -> None:
-    conditions: list[str] = []
-    parameters: list[Any] = []
-    if first_hour is not None:
-        conditions.append("hour >= ?")
-        parameters.append(first_hour)
-    if end_hour is not None:
-        conditions.append("hour < ?")
-        parameters.append(end_hour)
-    if query.tag is not None:
-        conditions.append("tag = ?")
-        parameters.append(query.tag)
-    where = " AND ".join(conditions) or "1 = 1"
-    for kind, bot, dimension, value, count in db.query(
-        "SELECT kind, bot, dimension, value, sum(events) FROM hourly"
-        f" WHERE {where} GROUP BY kind, bot, dimension, value",
-        parameters,
-    ):
-        tallies[(kind, int(bot), dimension, value)] += int(count)
+    conditions, parameters = _unit_conditions(query, "hour", first_hour, end_hour)
     for bucket, kind, bot, count in db.query(
-        f"SELECT hour / {hours_a_bucket}, kind, bot, sum(events) FROM hourly"
-        f" WHERE {where} AND dimension = 'all' GROUP BY hour / {hours_a_bucket}, kind, bot",
+        f"SELECT hour / {hours_a_bucket}, kind, bot, sum(events) FROM hourly_totals"
+        f" WHERE {conditions} GROUP BY hour / {hours_a_bucket}, kind, bot",
         parameters,
     ):
         series[(int(bucket), kind, int(bot))] += int(count)
@@ -431,7 +473,17 @@ def _counts(db: Database, query: StatsQuery, tallies: Counter[TallyKey]) -> Coun
     if first_hour is not None and end_hour is not None and first_hour >= end_hour:
         _add_raw(db, query, start, end, hours_a_bucket, tallies, series)
         return series
-    _add_rollup(db, query, first_hour, end_hour, hours_a_bucket, tallies, series)
+    _add_series(db, query, first_hour, end_hour, hours_a_bucket, series)
+    first_day = None if first_hour is None else _ceil_div(first_hour, 24)
+    end_day = None if end_hour is None else end_hour // 24
+    if first_day is not None and end_day is not None and first_day >= end_day:
+        _add_tallies(db, query, "hourly", "hour", first_hour, end_hour, tallies)
+    else:
+        _add_tallies(db, query, "daily", "day", first_day, end_day, tallies)
+        if first_hour is not None and first_day is not None and first_hour < first_day * 24:
+            _add_tallies(db, query, "hourly", "hour", first_hour, first_day * 24, tallies)
+        if end_hour is not None and end_day is not None and end_day * 24 < end_hour:
+            _add_tallies(db, query, "hourly", "hour", end_day * 24, end_hour, tallies)
     if start is not None and first_hour is not None and start < first_hour * HOUR_MS:
         _add_raw(db, query, start, first_hour * HOUR_MS, hours_a_bucket, tallies, series)
     if end is not None and end_hour is not None and end_hour * HOUR_MS < end:

@@ -27,7 +27,6 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 from .migrations import SQLITE, Dialect
 from .model import Enrichment, Event, IngestResult, LinkRecord
 from .sqlcommon import (
-    CHUNK,
     EVENT_COLUMNS,
     event_row,
     migrate,
@@ -45,6 +44,9 @@ _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
 )
+
+
+_NEW = "SELECT event_id FROM events WHERE rowid > ?"
 
 
 class _Connection:
@@ -123,15 +125,11 @@ def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> I
             candidates.append(event_row(event, enrichment))
 
     def insert() -> int:
-        stored: set[str] = set()
-        ids = [row[0] for row in candidates]
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT event_id FROM events WHERE event_id IN ({marks})"
-            stored.update(event_id for (event_id,) in db.query(sql, chunk))
-        fresh = [row for row in candidates if row[0] not in stored]
-        db.execute_many(_INSERT, fresh)
+        # The one writer appends rows with growing rowids: those past the old end are new.
+        [(end,)] = db.query("SELECT coalesce(max(rowid), 0) FROM events")
+        db.execute_many(_INSERT, candidates)
+        new = {event_id for (event_id,) in db.query(_NEW, (end,))}
+        fresh = [row for row in candidates if row[0] in new]
         record_accepted(db, fresh)
         return len(fresh)
 
