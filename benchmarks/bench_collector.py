@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,6 +42,9 @@ from linkrouter.collector.sqlite import SQLiteStore
 from linkrouter.collector.store import StatsQuery
 from linkrouter.collector.testing_postgres import PostgresServer
 from linkrouter.event import uuid7
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collector_http import http_ingest
 
 BATCH = 5_000
 DAY = 86_400_000
@@ -249,6 +253,24 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
 
     task.react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+    http_count = min(count, 50_000 if options.quick else 200_000)
+    with tempfile.TemporaryDirectory() as directory:
+        if options.backend in ("sqlite", "both"):
+            bare = FilePath(directory).child("bare-http.sqlite").path
+            http_ingest("SQLite", "", BareSQLite(bare).insert, http_count)
+        if options.backend in ("postgresql", "both"):
+            server = PostgresServer()
+            server.start()
+            try:
+                dsn = server.create_database()
+                http_ingest(
+                    "PostgreSQL",
+                    f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"',
+                    BarePostgres(dsn).insert,
+                    http_count,
+                )
+            finally:
+                server.stop()
     return 0
 
 

@@ -77,9 +77,7 @@ def journal_batches(count: int, seed: int = 7) -> list[bytes]:
             if chooser.random() < 0.1:
                 agent += f" build/{chooser.randrange(1_000_000)}"
             address = ".".join(str(chooser.randrange(1, 224)) for _ in range(4))
-            hits.append(
-                Hit(1_764_780_000.0 + number / 100, link, b"GET", address, agent.encode())
-            )
+            hits.append(Hit(1_764_780_000.0 + number / 100, link, b"GET", address, agent.encode()))
         data, sequence = encode_hits(hits, "bench", sequence, IPStorage.FULL)
         batches.append(gzip.compress(data, compresslevel=1))
     return batches
@@ -151,7 +149,8 @@ def http_ingest(
                     break
                 except OSError:
                     if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(directory.child("output.log").getContent()[-2000:])
+                        output = directory.child("output.log").getContent()[-2000:]
+                        raise RuntimeError(output.decode("utf-8", "replace")) from None
                     time.sleep(0.05)
             connection = http.client.HTTPSConnection("localhost", port, context=context)
             started = time.perf_counter()
