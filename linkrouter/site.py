@@ -84,7 +84,7 @@ class ForwardedLinkRequest(LinkRequest):
         peer = super().getClientAddress()  # type: ignore[no-untyped-call]
         if not isinstance(peer, IPv4Address | IPv6Address):
             return peer
-        trusted: TrustedProxies = self.channel.site.trusted_proxies  # type: ignore[attr-defined]
+        trusted: TrustedProxies = self.site.trusted_proxies  # type: ignore[union-attr]
         forwarded = self.requestHeaders.getRawHeaders(b"x-forwarded-for")
         host = trusted.forwarded_client(peer.host, forwarded)
         if host == peer.host:
