@@ -322,3 +322,26 @@ class BlueGreenTests(SynchronousTestCase):
         )
         served = Counter(str(e["router"]) for e in events)
         self.assertEqual(set(served), {"blue", "green"})
+
+
+class ShippedConfigTests(SynchronousTestCase):
+    def test_haproxyConfigIsValid(self) -> None:
+        """
+        C{conf/haproxy.cfg} passes C{haproxy -c} (with the test CA for the system's).
+        """
+        haproxy = find_haproxy()
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        ca, _, _ = make_certificate(directory)
+        shipped = FilePath(__file__).parent().sibling("conf").child("haproxy.cfg")
+        text = shipped.getContent().replace(
+            b"/etc/ssl/certs/ca-certificates.crt", ca.asBytesMode().path
+        )
+        self.assertIn(b"send-proxy-v2", text)
+        self.assertIn(b"option httpchk GET /healthz", text)
+        config = directory.child("haproxy.cfg")
+        config.setContent(text)
+        result = subprocess.run(
+            [haproxy, "-c", "-f", config.path], capture_output=True, check=False, timeout=30
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
