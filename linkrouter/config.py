@@ -30,6 +30,7 @@ from .configschema import (
     string,
 )
 from .event import IPStorage
+from .trustedproxies import NO_PROXIES, TrustedProxies
 
 __all__ = ["ConfigError", "RouterConfig", "load_config"]
 
@@ -71,6 +72,9 @@ class RouterConfig:
     sync_ca_file: FilePath[str] | None = None
     sync_client_certificate: FilePath[str] | None = None
     sync_client_key: FilePath[str] | None = None
+    proxy_protocol: bool = False
+    proxy_from: TrustedProxies = NO_PROXIES
+    forwarded_for: bool = False
 
 
 def _fsync(value: object) -> float | None:
@@ -99,6 +103,12 @@ def _url(value: object) -> str:
     return value
 
 
+def _proxies(value: object) -> TrustedProxies:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError('is not a list of addresses and networks, like ["10.0.0.0/8"]')
+    return TrustedProxies.parse(value)
+
+
 # section -> key -> (RouterConfig field, check)
 _SCHEMA: Schema = {
     "": {
@@ -115,6 +125,9 @@ _SCHEMA: Schema = {
         "certificate": ("certificate", PATH),
         "private_key": ("private_key", PATH),
         "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else positive(float)(v)),
+        "proxy_protocol": ("proxy_protocol", boolean),
+        "proxy_from": ("proxy_from", _proxies),
+        "forwarded_for": ("forwarded_for", boolean),
     },
     "journal": {
         "directory": ("journal_directory", PATH),
@@ -166,6 +179,18 @@ _PATH_FIELDS = {
 }
 
 
+def _check_balancers(config: RouterConfig) -> None:
+    for key, wanted in [
+        ("proxy_protocol", config.proxy_protocol),
+        ("forwarded_for", config.forwarded_for),
+    ]:
+        if wanted and not config.proxy_from:
+            raise ConfigError(
+                f"listen.proxy_from: required with listen.{key} = true; list the balancers' "
+                f'addresses or networks, like ["10.0.0.0/8"]'
+            )
+
+
 def load_config(path: FilePath[str]) -> RouterConfig:
     """
     Read and check the configuration file at C{path}; relative paths in it are taken from
@@ -184,11 +209,13 @@ def load_config(path: FilePath[str]) -> RouterConfig:
             "listen.certificate and listen.private_key: required with TLS; or set "
             "listen.tls = false on a loopback address"
         )
-    if not config.tls and not is_loopback(config.listen_host):
+    if not config.tls and not config.proxy_protocol and not is_loopback(config.listen_host):
         raise ConfigError(
             f"listen.tls: false is only allowed on a loopback address, not "
-            f"{config.listen_host!r}; recipients' links must be HTTPS"
+            f"{config.listen_host!r}; recipients' links must be HTTPS (behind a "
+            f"TLS-terminating balancer, set listen.proxy_protocol = true)"
         )
+    _check_balancers(config)
     if config.sync_url is not None and config.sync_token_file is None:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):

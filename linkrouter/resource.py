@@ -50,11 +50,19 @@ _PIXEL = header_block(
 _NOT_FOUND = header_block((*_NO_STORE, _HTML))
 _NOT_ALLOWED = header_block((*_NO_STORE, _HTML, (b"allow", b"GET, HEAD")))
 _HEALTH = header_block((*_NO_STORE, (b"content-type", b"text/plain; charset=utf-8")))
+_CLOSE = header_block(((b"connection", b"close"),))
 _LOCATION = header_block(((b"location", b"/"),))[0][0]
 
 
 def _ignore(outcome: str, seconds: float) -> None:
     pass
+
+
+def _close_after(request: Request) -> None:
+    # While draining, keep-alive connections are closed after their next answer, so that
+    # their clients reconnect through the balancer to an instance that is staying.
+    request.channel.persistent = False
+    set_headers(request, _CLOSE)
 
 
 class LinkResource(Resource):
@@ -84,10 +92,13 @@ class LinkResource(Resource):
         self._observe = observe
         self._now = now
         self.draining = False
-        """Set once a graceful stop begins: C{/healthz} then answers 503."""
+        """Set once a graceful stop begins: C{/healthz} then answers 503, and every answer
+        closes its connection."""
 
     def render(self, request: Request) -> bytes | int:
         started = time.perf_counter()
+        if self.draining:
+            _close_after(request)
         method = request.method
         if method != b"GET" and method != b"HEAD":
             request.setResponseCode(405)

@@ -12,14 +12,18 @@ so L{LinkRequest} skips the traversal and formats the date once a second.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.python.failure import Failure
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.http import datetimeToString
 from twisted.web.server import Request, Site
 
 from .limits import LimitedHTTPChannel
+from .trustedproxies import TrustedProxies
 
-__all__ = ["LinkRequest", "LinkSite", "QuietSite"]
+__all__ = ["ForwardedLinkRequest", "LinkRequest", "LinkSite", "QuietSite"]
 
 
 class QuietSite(Site):
@@ -70,13 +74,39 @@ class LinkRequest(Request):
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
 
+class ForwardedLinkRequest(LinkRequest):
+    """
+    A L{LinkRequest} whose client address is the one C{X-Forwarded-For} names, when the
+    connection comes from one of the site's C{trusted_proxies}.
+    """
+
+    def getClientAddress(self) -> Any:
+        peer = super().getClientAddress()  # type: ignore[no-untyped-call]
+        if not isinstance(peer, IPv4Address | IPv6Address):
+            return peer
+        trusted: TrustedProxies = self.site.trusted_proxies  # type: ignore[union-attr]
+        forwarded = self.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        host = trusted.forwarded_client(peer.host, forwarded)
+        if host == peer.host:
+            return peer
+        return (IPv6Address if ":" in host else IPv4Address)("TCP", host, 0)
+
+
 class LinkSite(QuietSite):
     """
     The public site: a L{QuietSite} whose requests go straight to its leaf resource.
+
+    @param forwarded_for: the balancers whose C{X-Forwarded-For} header names the client;
+        by default the header is ignored, as anyone can write it.
     """
 
     requestFactory = LinkRequest
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, forwarded_for: TrustedProxies | None = None, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self.http_date = _HTTPDate()
+        if forwarded_for is not None:
+            self.trusted_proxies = forwarded_for
+            self.requestFactory = ForwardedLinkRequest

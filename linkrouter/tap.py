@@ -21,6 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.python.threadpool import ThreadPool
@@ -32,6 +33,7 @@ from .journalservice import JournalService, RunBlocking
 from .keyfile import load_keyring
 from .keys import Key, KeyringInvalid
 from .metrics import MetricsResource, RouterMetrics
+from .proxyprotocol import ProxyFactory
 from .resource import LinkResource
 from .site import LinkSite, QuietSite
 from .sync import HTTPClient, SyncService, SyncSettings
@@ -124,6 +126,20 @@ def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
     return partial(deferToThreadPool, reactor, pool)
 
 
+def _behind_balancer(config: RouterConfig, reactor: Any, site: LinkSite) -> tuple[Any, Any]:
+    """
+    The public endpoint and factory for C{listen.proxy_protocol}: raw TCP, then the PROXY
+    header, then TLS (unless the balancer terminates it), then HTTP.
+    """
+    factory: Any = site
+    if config.tls:
+        assert config.certificate is not None and config.private_key is not None
+        options: Any = server_options(config.certificate, config.private_key)
+        factory = TLSMemoryBIOFactory(options, False, factory)
+    endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
+    return endpoint, ProxyFactory(factory, config.proxy_from)
+
+
 def build_service(
     config: RouterConfig,
     reactor: Any,
@@ -195,16 +211,23 @@ def build_service(
         )
         metrics.watch_sync(sync, journal)
     resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
-    site = LinkSite(resource, timeout=CLIENT_TIMEOUT)
-    if config.tls:
+    site = LinkSite(
+        resource,
+        timeout=CLIENT_TIMEOUT,
+        forwarded_for=config.proxy_from if config.forwarded_for else None,
+    )
+    factory: Any = site
+    if config.proxy_protocol:
+        endpoint, factory = _behind_balancer(config, reactor, site)
+    elif config.tls:
         assert config.certificate is not None and config.private_key is not None
         options = server_options(config.certificate, config.private_key)
-        endpoint: Any = SSL4ServerEndpoint(
+        endpoint = SSL4ServerEndpoint(
             reactor, config.listen_port, options, interface=config.listen_host
         )
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
-    public = StreamServerEndpointService(endpoint, site)
+    public = StreamServerEndpointService(endpoint, factory)
     public._raiseSynchronously = True
     admin = None
     if config.admin_port is not None:

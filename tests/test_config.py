@@ -75,6 +75,41 @@ class ConfigTests(SynchronousTestCase):
         self.assertFalse(self.load(text).tls)
         self.refused(text + 'host = "0.0.0.0"\n', "listen.tls", "loopback")
 
+    def test_behindBalancer(self) -> None:
+        """
+        proxy_protocol and forwarded_for need proxy_from; with proxy_protocol, plain HTTP
+        is allowed off loopback (a TLS-terminating balancer), and not otherwise.
+        """
+        self.assertFalse(self.load(MINIMAL).proxy_protocol)
+        self.assertFalse(self.load(MINIMAL).forwarded_for)
+        self.assertFalse(self.load(MINIMAL).proxy_from)
+        text = MINIMAL.replace(
+            "[listen]",
+            '[listen]\nproxy_protocol = true\nproxy_from = ["10.0.0.0/8", "::1"]\n'
+            "forwarded_for = true",
+        )
+        config = self.load(text)
+        self.assertTrue(config.proxy_protocol and config.forwarded_for)
+        self.assertTrue(config.proxy_from.trusts("10.1.2.3"))
+        self.assertTrue(config.proxy_from.trusts("::1"))
+        self.assertFalse(config.proxy_from.trusts("127.0.0.1"))
+        plain = (
+            'router_id = "r"\nkeyring = "k"\n[journal]\ndirectory = "j"\n[listen]\n'
+            'tls = false\nhost = "0.0.0.0"\nproxy_from = ["10.0.0.0/8"]\n'
+        )
+        self.refused(plain, "listen.tls", "loopback", "proxy_protocol")
+        self.assertFalse(self.load(plain + "proxy_protocol = true\n").tls)
+        for key in ["proxy_protocol", "forwarded_for"]:
+            self.refused(
+                MINIMAL.replace("[listen]", f"[listen]\n{key} = true"),
+                "listen.proxy_from",
+                f"listen.{key}",
+            )
+        for bad in ['"10.0.0.0/8"', '["10.0.0.1/8"]', '["balancer.example"]', "[1]"]:
+            self.refused(
+                MINIMAL.replace("[listen]", f"[listen]\nproxy_from = {bad}"), "listen.proxy_from"
+            )
+
     def test_refusals(self) -> None:
         """
         Each bad configuration is refused with one line naming the key and the problem.

@@ -18,6 +18,7 @@ from linkrouter.event import Hit
 from linkrouter.keys import Key, KeyState
 from linkrouter.resource import NOT_FOUND_PAGE, PIXEL, LinkResource
 from linkrouter.site import LinkSite, QuietSite
+from linkrouter.trustedproxies import TrustedProxies
 
 KEY = Key("k1", b"\x01" * 32, KeyState.ACTIVE)
 REVOKED = Key("k0", b"\x02" * 32, KeyState.ACTIVE)
@@ -234,6 +235,20 @@ class LinkResourceTests(SynchronousTestCase):
         self.assertEqual(Response(self.transport.value()).status, 302)
         self.assertEqual([hit.ip for hit in self.hits], ["192.0.2.7"])
 
+    def test_drainingClosesConnections(self) -> None:
+        """
+        While draining, every answer says C{Connection: close} and closes its keep-alive
+        connection, so that clients reconnect through the balancer elsewhere.
+        """
+        self.request(path_of(self.link))
+        self.assertFalse(self.transport.disconnecting)
+        self.resource.draining = True
+        for path in [path_of(self.link), "/healthz", "/nothing"]:
+            response = self.request(path)
+            self.assertEqual(response.headers[b"connection"], b"close")
+            self.assertTrue(self.transport.disconnecting)
+            self.assertCommonHeaders(response)
+
     def test_oddHostChangesNothing(self) -> None:
         """
         A missing, odd or hostile Host header changes neither the answer nor the destination.
@@ -274,6 +289,54 @@ class LinkResourceTests(SynchronousTestCase):
         text = repr(events)
         for secret in ["s3cret", "example.com", "reset"]:
             self.assertNotIn(secret, text)
+
+
+class ForwardedForTests(SynchronousTestCase):
+    """
+    A L{LinkSite} told to believe C{X-Forwarded-For} from its balancers.
+    """
+
+    def setUp(self) -> None:
+        self.hits: list[Hit] = []
+        resource = LinkResource(lambda: {KEY.key_id: KEY}, self.hits.append)
+        self.site = LinkSite(
+            resource,
+            reactor=Clock(),
+            forwarded_for=TrustedProxies.parse(["10.0.0.0/8"]),
+        )
+        self.link = sign(TARGET, KEY, "L1", Part.HTML, 1764780000, base=BASE)
+
+    def click(self, peer: str, forwarded: bytes) -> str:
+        protocol = self.site.buildProtocol(IPv4Address("TCP", peer, 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"GET "
+            + path_of(self.link).encode()
+            + b" HTTP/1.1\r\nHost: click.example\r\n"
+            + forwarded
+            + b"\r\n"
+        )
+        self.assertEqual(Response(transport.value()).status, 302)
+        return self.hits.pop().ip
+
+    def test_fromBalancer(self) -> None:
+        """
+        From a balancer, the hit carries the right-most address no balancer vouches for;
+        IPv6 clients included.
+        """
+        xff = b"X-Forwarded-For: 198.51.100.1, 203.0.113.66, 10.0.0.9\r\n"
+        self.assertEqual(self.click("10.0.0.1", xff), "203.0.113.66")
+        xff6 = b"X-Forwarded-For: 2001:db8::66\r\n"
+        self.assertEqual(self.click("10.0.0.1", xff6), "2001:db8::66")
+        self.assertEqual(self.click("10.0.0.1", b""), "10.0.0.1")
+
+    def test_notFromOthers(self) -> None:
+        """
+        From any other address, the header is ignored.
+        """
+        xff = b"X-Forwarded-For: 203.0.113.66\r\n"
+        self.assertEqual(self.click("192.0.2.7", xff), "192.0.2.7")
 
 
 class LinkResourceUnderTwistedRequestTests(LinkResourceTests):

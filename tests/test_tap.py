@@ -15,9 +15,11 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -31,9 +33,12 @@ from linkrouter.journalservice import run_in_place
 from linkrouter.journaltool import verify_journal
 from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring, new_key
+from linkrouter.proxyprotocol import V2_SIGNATURE, ProxyFactory
+from linkrouter.site import LinkSite
 from linkrouter.tap import Options, build_service
 
 BASE = "https://localhost"
+BEHIND_BALANCER = b'proxy_protocol = true\nproxy_from = ["127.0.0.1"]\n[journal]'
 
 
 def free_port() -> int:
@@ -90,6 +95,24 @@ class ServiceTests(SynchronousTestCase):
         service.startService()
         self.assertEqual([(p, i) for p, _, _, _, i in reactor.sslServers], [(8443, "127.0.0.1")])
         self.assertEqual([(p, i) for p, _, _, i in reactor.tcpServers], [(9111, "127.0.0.1")])
+
+    def test_listensBehindBalancer(self) -> None:
+        """
+        With listen.proxy_protocol, the public port is plain TCP whose connections go
+        through the PROXY parser first, then TLS, then the site.
+        """
+        config = router_directory(self, 8443, 9111).child("linkrouter.toml")
+        config.setContent(config.getContent().replace(b"[journal]", BEHIND_BALANCER))
+        reactor = MemoryReactorClock()
+        service = build_service(load_config(config), reactor, run_in_place)
+        service.startService()
+        self.assertEqual(reactor.sslServers, [])
+        [(port, factory, _, interface), _] = reactor.tcpServers
+        self.assertEqual((port, interface), (8443, "127.0.0.1"))
+        self.assertIsInstance(factory, ProxyFactory)
+        self.assertIsInstance(factory.wrappedFactory, TLSMemoryBIOFactory)
+        self.assertIsInstance(factory.wrappedFactory.wrappedFactory, LinkSite)
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 1)))
 
     def test_stopsInOrder(self) -> None:
         """
@@ -290,6 +313,80 @@ class TwistdProcessTests(SynchronousTestCase):
                 for name in files:
                     with open(os.path.join(root, name), "rb") as file:
                         self.assertNotIn(secret, file.read(), name)
+
+    def proxied(self, header: bytes, path: str, source: str = "127.0.0.1") -> bytes:
+        """
+        Everything the router sends back on a connection from C{source} that starts with
+        C{header}, then speaks TLS and asks for C{path}.
+        """
+        raw = socket.create_connection(("127.0.0.1", self.port), 10, (source, 0))
+        try:
+            raw.sendall(header)
+            with self.context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer
+        finally:
+            raw.close()
+
+    def refused(self, header: bytes, source: str = "127.0.0.1") -> bytes:
+        """
+        What the router sends back on a raw connection from C{source} that starts with
+        C{header} (then a TLS ClientHello's first bytes): C{b""} once it closes.
+        """
+        raw = socket.create_connection(("127.0.0.1", self.port), 10, (source, 0))
+        try:
+            raw.sendall(header + b"\x16\x03\x01\x00\x05hello")
+            received = b""
+            while True:
+                try:
+                    chunk = raw.recv(65536)
+                except ConnectionResetError:
+                    return received
+                if not chunk:
+                    return received
+                received += chunk
+        finally:
+            raw.close()
+
+    def test_behindBalancer(self) -> None:
+        """
+        With listen.proxy_protocol, the real twistd reads PROXY v1 and v2 headers sent
+        before TLS (raw TCP, PROXY, TLS, HTTP), answers over TLS and journals the header's
+        source; a LOCAL header (health checks) is served; a connection from an address that
+        is not a balancer, or without a valid header, is closed without a byte.
+        """
+        config = self.directory.child("linkrouter.toml")
+        config.setContent(config.getContent().replace(b"[journal]", BEHIND_BALANCER))
+        process = self.twistd()
+        link = sign("https://example.com/", self.keyring.active, "L1", Part.HTML, 1, base=BASE)
+        path = urlsplit(link).path
+        v1 = b"PROXY TCP6 2001:db8::9 ::1 40000 443\r\n"
+        v2 = V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes([203, 0, 113, 9, 127, 0, 0, 1])
+        v2 += b"\x9c\x40\x01\xbb"
+        local = V2_SIGNATURE + b"\x20\x00\x00\x00"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                first = self.proxied(v2, path)
+                break
+            except ConnectionRefusedError:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.1)
+        self.assertTrue(first.startswith(b"HTTP/1.1 302 "), first)
+        self.assertTrue(self.proxied(v1, path).startswith(b"HTTP/1.1 302 "))
+        self.assertTrue(self.proxied(local, "/healthz").startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(self.refused(v2, source="127.0.0.2"), b"")
+        self.assertEqual(self.refused(b""), b"")
+        self.assertEqual(self.refused(b"PROXY TCP4 1.2.3.4\r\n"), b"")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(30), -signal.SIGTERM)
+        self.assertEqual([e["ip"] for e in self.events()], ["203.0.113.9", "2001:db8::9"])
 
     def test_badKeyringStopsStartUp(self) -> None:
         """
