@@ -71,6 +71,8 @@ class RouterConfig:
     sync_ca_file: FilePath[str] | None = None
     sync_client_certificate: FilePath[str] | None = None
     sync_client_key: FilePath[str] | None = None
+    certificates_directory: FilePath[str] | None = None
+    blocklist_file: FilePath[str] | None = None
 
 
 def _fsync(value: object) -> float | None:
@@ -115,6 +117,7 @@ _SCHEMA: Schema = {
         "certificate": ("certificate", PATH),
         "private_key": ("private_key", PATH),
         "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else positive(float)(v)),
+        "certificates_directory": ("certificates_directory", PATH),
     },
     "journal": {
         "directory": ("journal_directory", PATH),
@@ -148,6 +151,9 @@ _SCHEMA: Schema = {
         "host": ("admin_host", host),
         "port": ("admin_port", lambda v: None if v is False else port(v)),
     },
+    "blocklist": {
+        "file": ("blocklist_file", PATH),
+    },
 }
 _REQUIRED = {
     "router_id": "router_id",
@@ -163,6 +169,8 @@ _PATH_FIELDS = {
     "sync_ca_file",
     "sync_client_certificate",
     "sync_client_key",
+    "certificates_directory",
+    "blocklist_file",
 }
 
 
@@ -189,6 +197,8 @@ def load_config(path: FilePath[str]) -> RouterConfig:
             f"listen.tls: false is only allowed on a loopback address, not "
             f"{config.listen_host!r}; recipients' links must be HTTPS"
         )
+    if config.certificates_directory is not None and not config.tls:
+        raise ConfigError("listen.certificates_directory: needs listen.tls = true")
     if config.sync_url is not None and config.sync_token_file is None:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):
