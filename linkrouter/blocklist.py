@@ -100,9 +100,10 @@ def _host(value: str) -> str:
         hostname = URL(f"http://{value}/").hostname
     except ValueError:
         hostname = ""
-    if not hostname or hostname == ".":
+    name = str(hostname or "").removesuffix(".")
+    if not name or "" in name.split("."):
         raise ValueError("is not a valid host name")
-    return str(hostname).removesuffix(".")
+    return name
 
 
 def _strings(
