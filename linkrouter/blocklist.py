@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 
 from ada_url import URL
-from attrs import frozen
+from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
 from .codec import LINK_ID_PATTERN, TrackedLink
@@ -60,15 +60,22 @@ class BlockList:
     message_keys: frozenset[str] = frozenset()
     key_ids: frozenset[str] = frozenset()
     hosts: frozenset[str] = frozenset()
+    _empty: bool = field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        empty = not (self.link_ids or self.message_keys or self.key_ids or self.hosts)
+        object.__setattr__(self, "_empty", empty)
 
     def __bool__(self) -> bool:
-        return bool(self.link_ids or self.message_keys or self.key_ids or self.hosts)
+        return not self._empty
 
     def reason(self, link: TrackedLink) -> str | None:
         """
         Why C{link} is blocked, or C{None} if it is not: a set lookup per listed kind, and
         one per label of the destination host (C{a.b.example}, C{b.example}, C{example}).
         """
+        if self._empty:
+            return None
         if link.link_id in self.link_ids:
             return f"link id {link.link_id} is listed"
         prefix = link.link_id[:MESSAGE_KEY_LENGTH]
