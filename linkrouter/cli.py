@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from twisted.python.filepath import FilePath
 
 from . import __version__
+from .blocklist import BlockListError, load_blocklist
 from .codec import Kind, Part, Refusal, TargetRefused, sign, verify
 from .config import ConfigError, load_config
 from .cursor import load_cursor
@@ -142,6 +143,13 @@ def _verify(options: argparse.Namespace, out: TextIO) -> None:
     ]
     for name, value in fields:
         print(f"{name + ':':<11}{value}", file=out)
+    if options.blocklist is not None:
+        try:
+            reason = load_blocklist(FilePath(options.blocklist)).reason(result)
+        except BlockListError as error:
+            raise _Failure(str(error)) from None
+        if reason is not None:
+            raise _Failure(f"blocked ({reason}): the router answers 410 Gone")
 
 
 _TYPES = {".eml": "eml", ".html": "html", ".htm": "html", ".txt": "txt"}
@@ -378,9 +386,13 @@ def _parser() -> _Parser:
     verifying = commands.add_parser(
         "verify",
         help="check a tracked link and print what it says",
-        description="Check TRACKED (a link or its path) and print its target and fields.",
+        description="Check TRACKED (a link or its path) and print its target and fields; "
+        "with --blocklist, exit 1 if the block list disables it.",
     )
     verifying.add_argument("--keyring", required=True, help="the keyring file")
+    verifying.add_argument(
+        "--blocklist", metavar="FILE", help="the router's block list: say if the link is blocked"
+    )
     verifying.add_argument("tracked", metavar="TRACKED", help="the tracked link")
     verifying.set_defaults(run=_verify)
 

@@ -75,6 +75,8 @@ class RouterConfig:
     proxy_protocol: bool = False
     proxy_from: TrustedProxies = NO_PROXIES
     forwarded_for: bool = False
+    certificates_directory: FilePath[str] | None = None
+    blocklist_file: FilePath[str] | None = None
 
 
 def _fsync(value: object) -> float | None:
@@ -128,6 +130,7 @@ _SCHEMA: Schema = {
         "proxy_protocol": ("proxy_protocol", boolean),
         "proxy_from": ("proxy_from", _proxies),
         "forwarded_for": ("forwarded_for", boolean),
+        "certificates_directory": ("certificates_directory", PATH),
     },
     "journal": {
         "directory": ("journal_directory", PATH),
@@ -161,6 +164,9 @@ _SCHEMA: Schema = {
         "host": ("admin_host", host),
         "port": ("admin_port", lambda v: None if v is False else port(v)),
     },
+    "blocklist": {
+        "file": ("blocklist_file", PATH),
+    },
 }
 _REQUIRED = {
     "router_id": "router_id",
@@ -176,6 +182,8 @@ _PATH_FIELDS = {
     "sync_ca_file",
     "sync_client_certificate",
     "sync_client_key",
+    "certificates_directory",
+    "blocklist_file",
 }
 
 
@@ -216,6 +224,8 @@ def load_config(path: FilePath[str]) -> RouterConfig:
             f"TLS-terminating balancer, set listen.proxy_protocol = true)"
         )
     _check_balancers(config)
+    if config.certificates_directory is not None and not config.tls:
+        raise ConfigError("listen.certificates_directory: needs listen.tls = true")
     if config.sync_url is not None and config.sync_token_file is None:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):

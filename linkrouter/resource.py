@@ -3,10 +3,10 @@
 The public web resource: a tracked link in, a redirect out, as fast as the codec allows.
 
 It answers exactly the table of C{links.md}: 302 for a valid click link, the 43-byte GIF for a
-valid open pixel, one fixed 404 page for anything else, 405 for other methods, and
-C{/healthz}. The response is written and finished I{before} the click is handed to the
-journal, and the journal hand-over only enqueues a tuple. It never reveals why a link was
-refused, and never logs a path.
+valid open pixel, one fixed 410 page for a valid link on the block list (not journaled), one
+fixed 404 page for anything else, 405 for other methods, and C{/healthz}. The response is
+written and finished I{before} the click is handed to the journal, and the journal hand-over
+only enqueues a tuple. It never reveals why a link was refused, and never logs a path.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .blocklist import EMPTY, BlockList
 from .codec import Kind, TrackedLink, verify
 from .event import Hit
 from .headers import header_block, set_headers
 from .keys import Key
 
-__all__ = ["HSTS", "NOT_FOUND_PAGE", "PIXEL", "LinkResource"]
+__all__ = ["GONE_PAGE", "HSTS", "NOT_FOUND_PAGE", "PIXEL", "LinkResource"]
 
 PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -32,6 +33,7 @@ PIXEL = bytes.fromhex(
 HSTS = b"max-age=63072000"
 NOT_FOUND_PAGE = b"<!DOCTYPE html><title>Not found</title><p>This link is not valid.</p>\n"
 NOT_ALLOWED_PAGE = b"<!DOCTYPE html><title>Method not allowed</title>\n"
+GONE_PAGE = b"<!DOCTYPE html><title>Gone</title><p>This link has been disabled.</p>\n"
 
 _EVERY = ((b"server", b"linkrouter"), (b"strict-transport-security", HSTS))
 _NO_STORE = (*_EVERY, (b"cache-control", b"no-store"))
@@ -48,6 +50,7 @@ _PIXEL = header_block(
     )
 )
 _NOT_FOUND = header_block((*_NO_STORE, _HTML))
+_GONE = _NOT_FOUND
 _NOT_ALLOWED = header_block((*_NO_STORE, _HTML, (b"allow", b"GET, HEAD")))
 _HEALTH = header_block((*_NO_STORE, (b"content-type", b"text/plain; charset=utf-8")))
 _CLOSE = header_block(((b"connection", b"close"),))
@@ -73,8 +76,10 @@ class LinkResource(Resource):
         takes effect at the next request without a restart.
     @param record: takes each verified hit after its response is finished; must not raise.
     @param observe: takes each request's outcome (C{redirect}, C{open}, C{invalid},
-        C{method}, C{health}) and the seconds spent answering it, for metrics.
+        C{blocked}, C{method}, C{health}) and the seconds spent answering it, for metrics.
     @param now: seconds since the epoch, the time stamped on hits.
+    @param blocklist: called once per valid link for the current block list (reloadable,
+        like C{keys}); a listed link answers 410, outcome C{blocked}, and is not recorded.
     """
 
     isLeaf = True
@@ -85,12 +90,14 @@ class LinkResource(Resource):
         record: Callable[[Hit], None] | None = None,
         observe: Callable[[str, float], None] = _ignore,
         now: Callable[[], float] = time.time,
+        blocklist: Callable[[], BlockList] = lambda: EMPTY,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._keys = keys
         self._record = record
         self._observe = observe
         self._now = now
+        self._blocklist = blocklist
         self.draining = False
         """Set once a graceful stop begins: C{/healthz} then answers 503, and every answer
         closes its connection."""
@@ -119,6 +126,11 @@ class LinkResource(Resource):
             set_headers(request, _NOT_FOUND)
             self._observe("invalid", time.perf_counter() - started)
             return NOT_FOUND_PAGE
+        if self._blocklist().reason(link) is not None:
+            request.setResponseCode(410)
+            set_headers(request, _GONE)
+            self._observe("blocked", time.perf_counter() - started)
+            return GONE_PAGE
         if link.kind is Kind.OPEN:
             set_headers(request, _PIXEL)
             request.write(PIXEL)

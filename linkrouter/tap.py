@@ -10,15 +10,15 @@ a bad deployment fails at once with one line.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from contextlib import suppress
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -26,18 +26,20 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.python.threadpool import ThreadPool
 
+from .blocklist import BlockListError
 from .collectorclient import TokenError, collector_client, load_token
 from .config import ConfigError, RouterConfig, load_config
 from .journal import JournalError, SegmentJournal
 from .journalservice import JournalService, RunBlocking
-from .keyfile import load_keyring
-from .keys import Key, KeyringInvalid
+from .keys import KeyringInvalid
 from .metrics import MetricsResource, RouterMetrics
 from .proxyprotocol import ProxyFactory
+from .reload import Reloader, load_material, reload_on_hangup
 from .resource import LinkResource
 from .site import LinkSite, QuietSite
+from .sni import CurrentContexts
 from .sync import HTTPClient, SyncService, SyncSettings
-from .tls import TLSError, server_options
+from .tls import TLSError
 
 __all__ = ["Options", "RouterService", "build_service", "makeService"]
 
@@ -79,6 +81,7 @@ class RouterService(MultiService):
         pools: list[ThreadPool],
         clock: Any,
         drain_seconds: float,
+        reloader: Reloader | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.resource = resource
@@ -89,6 +92,8 @@ class RouterService(MultiService):
         self._pools = pools
         self._clock = clock
         self._drain_seconds = drain_seconds
+        self.reloader = reloader
+        """Swaps in a new keyring, certificates and block list: C{reloader.reload()}."""
         for child in [journal, sync, public, admin]:
             if child is not None:
                 child.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -126,16 +131,18 @@ def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
     return partial(deferToThreadPool, reactor, pool)
 
 
-def _behind_balancer(config: RouterConfig, reactor: Any, site: LinkSite) -> tuple[Any, Any]:
+def _behind_balancer(
+    config: RouterConfig, reactor: Any, site: LinkSite, contexts: CurrentContexts | None
+) -> tuple[Any, Any]:
     """
     The public endpoint and factory for C{listen.proxy_protocol}: raw TCP, then the PROXY
-    header, then TLS (unless the balancer terminates it), then HTTP.
+    header, then TLS with the current (reloadable) certificates unless the balancer
+    terminates it, then HTTP.
     """
     factory: Any = site
-    if config.tls:
-        assert config.certificate is not None and config.private_key is not None
-        options: Any = server_options(config.certificate, config.private_key)
-        factory = TLSMemoryBIOFactory(options, False, factory)
+    if contexts is not None:
+        creator = cast(IOpenSSLServerConnectionCreator, contexts)  # zope: not seen by mypy
+        factory = TLSMemoryBIOFactory(creator, False, factory)
     endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
     return endpoint, ProxyFactory(factory, config.proxy_from)
 
@@ -154,7 +161,7 @@ def build_service(
         one for sync.
     @param http: the client sync uses; by default treq with verified TLS.
     """
-    keys: Mapping[str, Key] = load_keyring(config.keyring).by_id
+    reloader = Reloader(partial(load_material, config))
     segments = SegmentJournal(
         config.journal_directory,
         segment_bytes=config.segment_bytes,
@@ -210,20 +217,25 @@ def build_service(
             on_removed=journal.released,
         )
         metrics.watch_sync(sync, journal)
-    resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
+    resource = LinkResource(
+        lambda: reloader.current.keys,
+        journal.record,
+        metrics.observe,
+        reactor.seconds,
+        lambda: reloader.current.blocklist,
+    )
     site = LinkSite(
         resource,
         timeout=CLIENT_TIMEOUT,
         forwarded_for=config.proxy_from if config.forwarded_for else None,
     )
+    contexts = CurrentContexts(lambda: reloader.current.contexts) if config.tls else None
     factory: Any = site
     if config.proxy_protocol:
-        endpoint, factory = _behind_balancer(config, reactor, site)
-    elif config.tls:
-        assert config.certificate is not None and config.private_key is not None
-        options = server_options(config.certificate, config.private_key)
+        endpoint, factory = _behind_balancer(config, reactor, site, contexts)
+    elif contexts is not None:
         endpoint = SSL4ServerEndpoint(
-            reactor, config.listen_port, options, interface=config.listen_host
+            reactor, config.listen_port, contexts, interface=config.listen_host
         )
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
@@ -238,7 +250,7 @@ def build_service(
         )
         admin._raiseSynchronously = True
     return RouterService(
-        resource, journal, sync, public, admin, pools, reactor, config.drain_seconds
+        resource, journal, sync, public, admin, pools, reactor, config.drain_seconds, reloader
     )
 
 
@@ -250,6 +262,16 @@ def makeService(options: Options) -> RouterService:
 
     try:
         config = load_config(FilePath(options["config"]))
-        return build_service(config, reactor)
-    except (ConfigError, KeyringInvalid, TLSError, JournalError, TokenError) as error:
+        service = build_service(config, reactor)
+    except (
+        ConfigError,
+        KeyringInvalid,
+        TLSError,
+        JournalError,
+        TokenError,
+        BlockListError,
+    ) as error:
         raise SystemExit(f"linkrouter: {error}") from None
+    assert service.reloader is not None
+    reload_on_hangup(reactor, service.reloader.reload)
+    return service

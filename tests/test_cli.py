@@ -146,6 +146,41 @@ class CommandTests(SynchronousTestCase):
         run = Run("verify", "--keyring", self.keyring.path, tampered)
         self.assertOneLineError(run, EXIT_FAILURE, "refused", "does not match")
 
+    def test_verifyBlocked(self) -> None:
+        """
+        With --blocklist, verify prints the fields of a blocked link, then exits 1 with one
+        line on standard error saying it is blocked and why; a link not listed exits 0.
+        """
+        Run("keygen", self.keyring.path)
+        blocked = self.sign("--link-id", "abcdefghijkl7", "https://spam.example/a")
+        other = self.sign("--link-id", "zyxwvutsrqpo1", "https://example.com/a")
+        blocklist = self.keyring.sibling("blocklist.toml")
+        blocklist.setContent(b'message_keys = ["abcdefghijkl"]\n')
+        run = Run("verify", "--keyring", self.keyring.path, "--blocklist", blocklist.path, blocked)
+        self.assertEqual(run.status, EXIT_FAILURE, run.err)
+        self.assertIn("target:    https://spam.example/a", run.out)
+        self.assertEqual(
+            run.err,
+            "linkrouter verify: blocked (message key abcdefghijkl is listed): "
+            "the router answers 410 Gone\n",
+        )
+        run = Run("verify", "--keyring", self.keyring.path, "--blocklist", blocklist.path, other)
+        self.assertEqual((run.status, run.err), (0, ""))
+
+    def test_verifyBadBlocklist(self) -> None:
+        """
+        An invalid block list is one line naming the file and the problem, exit 1.
+        """
+        Run("keygen", self.keyring.path)
+        link = self.sign("https://example.com/a")
+        blocklist = self.keyring.sibling("blocklist.toml")
+        blocklist.setContent(b'hosts = ["http://spam.example/"]\n')
+        run = Run("verify", "--keyring", self.keyring.path, "--blocklist", blocklist.path, link)
+        self.assertEqual(run.status, EXIT_FAILURE)
+        self.assertEqual(run.err.count("\n"), 1, run.err)
+        self.assertIn(blocklist.path, run.err)
+        self.assertIn("hosts: 'http://spam.example/'", run.err)
+
     def test_verifyRevokedKey(self) -> None:
         """
         A link whose key was revoked is refused, saying so.

@@ -13,10 +13,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from linkrouter.blocklist import EMPTY, BlockList
 from linkrouter.codec import Kind, Part, sign
 from linkrouter.event import Hit
 from linkrouter.keys import Key, KeyState
-from linkrouter.resource import NOT_FOUND_PAGE, PIXEL, LinkResource
+from linkrouter.resource import GONE_PAGE, NOT_FOUND_PAGE, PIXEL, LinkResource
 from linkrouter.site import LinkSite, QuietSite
 from linkrouter.trustedproxies import TrustedProxies
 
@@ -59,11 +60,13 @@ class LinkResourceTests(SynchronousTestCase):
         self.outcomes: list[str] = []
         revoked = Key(REVOKED.key_id, REVOKED.secret, KeyState.REVOKED)
         keys = {KEY.key_id: KEY, revoked.key_id: revoked}
+        self.blocklist = EMPTY
         self.resource = LinkResource(
             lambda: keys,
             self.record,
             lambda outcome, _: self.outcomes.append(outcome),
             lambda: 12.5,
+            lambda: self.blocklist,
         )
         self.site = self.site_class(self.resource, reactor=Clock())
         self.link = sign(TARGET, KEY, "L1", Part.HTML, 1764780000, base=BASE)
@@ -74,7 +77,11 @@ class LinkResourceTests(SynchronousTestCase):
         self.hits.append(hit)
 
     def request(
-        self, path: str | bytes, method: bytes = b"GET", agent: bytes = b"test"
+        self,
+        path: str | bytes,
+        method: bytes = b"GET",
+        agent: bytes = b"test",
+        host: bytes = b"click.example",
     ) -> Response:
         raw_path = path.encode("latin-1") if isinstance(path, str) else path
         peer = IPv4Address("TCP", "192.0.2.7", 40000)
@@ -82,7 +89,7 @@ class LinkResourceTests(SynchronousTestCase):
         self.transport = StringTransport(peerAddress=peer)
         protocol.makeConnection(self.transport)
         protocol.dataReceived(
-            method + b" " + raw_path + b" HTTP/1.1\r\nHost: click.example\r\n"
+            method + b" " + raw_path + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
             b"User-Agent: " + agent + b"\r\n\r\n"
         )
         return Response(self.transport.value())
@@ -94,6 +101,43 @@ class LinkResourceTests(SynchronousTestCase):
         if self.site_class is LinkSite:  # its date comes from the site's (here fake) clock
             self.assertEqual(response.headers[b"date"], b"Thu, 01 Jan 1970 00:00:00 GMT")
         self.assertEqual(len(response.names), len(set(response.names)), "no header twice")
+
+    def test_blockedIsGone(self) -> None:
+        """
+        A valid link on the block list answers 410 with the fixed page, HTML, no-store and
+        HSTS (for GET and HEAD, click and pixel), is counted as C{blocked} and never recorded;
+        taken off the list, it redirects again.
+        """
+        pixel = sign(None, KEY, "L1", Part.HTML, 1764780000, base=BASE, kind=Kind.OPEN)
+        self.blocklist = BlockList(link_ids=frozenset({"L1"}))
+        for path, method in [(self.link, b"GET"), (self.link, b"HEAD"), (pixel, b"GET")]:
+            response = self.request(path_of(path), method)
+            self.assertEqual(response.status, 410)
+            self.assertEqual(response.body, b"" if method == b"HEAD" else GONE_PAGE)
+            self.assertEqual(response.headers[b"cache-control"], b"no-store")
+            self.assertEqual(response.headers[b"content-type"], b"text/html; charset=utf-8")
+            self.assertNotIn(b"location", response.headers)
+            self.assertCommonHeaders(response)
+        self.assertIn(b"This link has been disabled.", GONE_PAGE)
+        self.assertEqual(self.outcomes, ["blocked"] * 3)
+        self.assertEqual(self.hits, [])
+        self.blocklist = BlockList(hosts=frozenset({"other.example"}))
+        self.assertEqual(self.request(path_of(self.link)).status, 302)
+        self.assertEqual(len(self.hits), 1)
+
+    def test_customDomain(self) -> None:
+        """
+        A link issued under a custom tracking domain redirects when requested under that
+        name, and under the shared one: the codec verifies the path, never the host.
+        """
+        link = sign(
+            TARGET, KEY, "L1", Part.HTML, 1764780000, base="https://click.customer.example"
+        )
+        self.assertTrue(link.startswith("https://click.customer.example/"))
+        for host in [b"click.customer.example", b"click.example"]:
+            response = self.request(path_of(link), host=host)
+            self.assertEqual(response.status, 302, host)
+            self.assertEqual(response.headers[b"location"], TARGET.encode())
 
     def test_clickRedirects(self) -> None:
         """
