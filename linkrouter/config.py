@@ -49,6 +49,8 @@ class RouterConfig:
     certificate: FilePath[str] | None = None
     private_key: FilePath[str] | None = None
     drain_seconds: float = 0.0
+    reuse_port: bool = False
+    ocsp_response: FilePath[str] | None = None
     fsync_interval: float | None = 0.2
     segment_bytes: int = 64 * 1024 * 1024
     segment_seconds: float = 3600.0
@@ -115,6 +117,8 @@ _SCHEMA: Schema = {
         "certificate": ("certificate", PATH),
         "private_key": ("private_key", PATH),
         "drain_seconds": ("drain_seconds", lambda v: 0.0 if v == 0 else positive(float)(v)),
+        "reuse_port": ("reuse_port", boolean),
+        "ocsp_response": ("ocsp_response", PATH),
     },
     "journal": {
         "directory": ("journal_directory", PATH),
@@ -163,6 +167,7 @@ _PATH_FIELDS = {
     "sync_ca_file",
     "sync_client_certificate",
     "sync_client_key",
+    "ocsp_response",
 }
 
 
@@ -189,6 +194,8 @@ def load_config(path: FilePath[str]) -> RouterConfig:
             f"listen.tls: false is only allowed on a loopback address, not "
             f"{config.listen_host!r}; recipients' links must be HTTPS"
         )
+    if config.ocsp_response is not None and not config.tls:
+        raise ConfigError("listen.ocsp_response: only with TLS; remove it or set listen.tls")
     if config.sync_url is not None and config.sync_token_file is None:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):

@@ -19,7 +19,10 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import Binding
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import deferLater
+from twisted.internet.tcp import makeBinding
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -35,9 +38,16 @@ from .metrics import MetricsResource, RouterMetrics
 from .resource import LinkResource
 from .site import LinkSite, QuietSite
 from .sync import HTTPClient, SyncService, SyncSettings
-from .tls import TLSError, server_options
+from .tls import OCSPStaple, TLSError, server_options, staple_ocsp
 
-__all__ = ["Options", "RouterService", "build_service", "makeService"]
+__all__ = [
+    "Options",
+    "RouterService",
+    "build_service",
+    "makeService",
+    "public_port",
+    "public_tls_options",
+]
 
 CLIENT_TIMEOUT = 30
 """Seconds an idle or slow client may hold a connection."""
@@ -124,6 +134,34 @@ def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
     return partial(deferToThreadPool, reactor, pool)
 
 
+def public_port(config: RouterConfig) -> int | Binding:
+    """
+    The public listener's port: with C{listen.reuse_port}, a binding with C{SO_REUSEPORT},
+    so that several router processes (of the same user) listen on one port and the kernel
+    spreads new connections among them.
+
+    The binding names the address too, and Twisted requires the C{interface} given with it
+    to be the same, which also picks IPv6 for an IPv6 address.
+    """
+    if not config.reuse_port:
+        return config.listen_port
+    return makeBinding(config.listen_host, config.listen_port, reuseAddress=True, reusePort=True)
+
+
+def public_tls_options(config: RouterConfig) -> CertificateOptions:
+    """
+    The public listener's TLS options, with the OCSP response stapled if one is configured;
+    every problem with the certificate, its key or the response raises L{TLSError}.
+    """
+    assert config.certificate is not None and config.private_key is not None
+    options = server_options(config.certificate, config.private_key)
+    if config.ocsp_response is not None:
+        staple = OCSPStaple(config.ocsp_response, config.certificate)
+        staple.load()
+        staple_ocsp(options, staple)
+    return options
+
+
 def build_service(
     config: RouterConfig,
     reactor: Any,
@@ -197,13 +235,12 @@ def build_service(
     resource = LinkResource(lambda: keys, journal.record, metrics.observe, reactor.seconds)
     site = LinkSite(resource, timeout=CLIENT_TIMEOUT)
     if config.tls:
-        assert config.certificate is not None and config.private_key is not None
-        options = server_options(config.certificate, config.private_key)
+        options = public_tls_options(config)
         endpoint: Any = SSL4ServerEndpoint(
-            reactor, config.listen_port, options, interface=config.listen_host
+            reactor, public_port(config), options, interface=config.listen_host
         )
     else:
-        endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
+        endpoint = TCP4ServerEndpoint(reactor, public_port(config), interface=config.listen_host)
     public = StreamServerEndpointService(endpoint, site)
     public._raiseSynchronously = True
     admin = None
