@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.tcp import Port
 from twisted.internet.task import Clock
+from twisted.internet.tcp import Port
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
