@@ -19,6 +19,12 @@ there excludes the connection and the handshake (it times from the request's fir
 and one wrk thread is close to saturated by the client side of the handshakes, so in this
 mode the server CPU per request is the figure to compare.
 
+Then several instances on one port: two C{twistd linkrouter} processes sharing a port with
+C{listen.reuse_port} (each its own router id and journal), against one, keep-alive with
+L{PAIR_CONNECTIONS} connections so that the kernel has enough of them to spread; wrk runs
+on the same machine. The ratio, two over one, is what a second instance buys on this
+machine's cores (aim >= 1.6 on two cores).
+
 Run with C{make bench}, or C{python benchmarks/bench_router.py [--quick]}; C{wrk} must be
 installed (C{apt-get install wrk}).
 """
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +60,8 @@ from linkrouter.keys import Keyring, new_key
 TARGET = "https://shop.example.com/products/42?utm_source=email&utm_medium=newsletter"
 AIM = 0.85
 CONNECTIONS = 16
+PAIR_AIM = 1.6
+PAIR_CONNECTIONS = 32
 BIN = Path(sys.executable).parent
 BARE_SERVER = Path(__file__).resolve().with_name("bare_redirect.py")
 CLOSE_SCRIPT = 'wrk.headers["Connection"] = "close"\n'
@@ -122,19 +130,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(server: Server, seconds: int, script: Path | None = None) -> Load:
+def wrk(
+    server: Server, seconds: int, script: Path | None = None, connections: int = CONNECTIONS
+) -> Load:
     """
-    Load C{server} (loopback only) with one wrk thread and L{CONNECTIONS} connections.
+    Load C{server} (loopback only) with one wrk thread and C{connections} connections.
     """
     assert urlsplit(server.url).hostname == "127.0.0.1", server.url
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout=5s"]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout=5s"]
     if script is not None:
         command += ["-s", str(script)]
-    before = cpu_seconds(server.pid)
+    pids = [server.pid, *server.other_pids]
+    before = sum(map(cpu_seconds, pids))
     done = subprocess.run(
         [*command, server.url], capture_output=True, text=True, timeout=seconds + 30, check=True
     )
-    used = cpu_seconds(server.pid) - before
+    used = sum(map(cpu_seconds, pids)) - before
     load = parse_wrk(done.stdout)
     return replace(load, cpu=used / max(load.requests, 1))
 
@@ -157,6 +168,8 @@ class Server:
     ca: Path
     admin_port: int | None = None
     pid: int = 0
+    other_pids: tuple[int, ...] = ()
+    """The other processes serving the same port (C{listen.reuse_port})."""
 
 
 def _wait_until_redirecting(server: Server, process: subprocess.Popen[bytes]) -> None:
@@ -185,12 +198,32 @@ def _wait_until_redirecting(server: Server, process: subprocess.Popen[bytes]) ->
         return
 
 
+def _wait_until_metrics(server: Server, process: subprocess.Popen[bytes]) -> None:
+    # a second instance on a shared port: the port answers already, its admin port not yet
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {process.returncode}")
+        try:
+            metrics(server)
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @contextmanager
 def running(
-    server: Server, command: list[str], directory: Path, env: dict[str, str] | None = None
+    server: Server,
+    command: list[str],
+    directory: Path,
+    env: dict[str, str] | None = None,
+    ready: Callable[[Server, subprocess.Popen[bytes]], None] = _wait_until_redirecting,
 ) -> Iterator[Server]:
     """
     Run C{command} in C{directory} until the block ends; its output goes to a log file there.
+    It has started once C{ready} returns.
     """
     log = (directory / "output.log").open("wb")
     process = subprocess.Popen(
@@ -202,7 +235,7 @@ def running(
         env={**os.environ, **(env or {})},
     )
     try:
-        _wait_until_redirecting(server, process)
+        ready(server, process)
         yield replace(server, pid=process.pid)
     except Exception:
         log.flush()
@@ -256,6 +289,48 @@ port = {admin_port}
     return stack.enter_context(running(server, command, directory))
 
 
+def start_pair(stack: ExitStack, directory: Path) -> tuple[Server, Server]:
+    """
+    Two C{twistd linkrouter} instances sharing one port with C{listen.reuse_port}, as
+    L{start_router} otherwise (ECDSA); each has its own router id, journal and admin port.
+
+    @return: the pair, as one server whose CPU is both processes', and the second instance
+        alone, for its metrics.
+    """
+    ca, chain, key = _material(directory, "ecdsa")
+    keyring = Keyring((new_key(),))
+    save_keyring(keyring, FilePath(str(directory / "keyring.json")))
+    link = sign(TARGET, keyring.active, "bench-link", Part.HTML, 1_764_780_000, base="https://x")
+    port = free_port()
+    started = []
+    for name, ready in [("a", _wait_until_redirecting), ("b", _wait_until_metrics)]:
+        instance = directory / name
+        instance.mkdir(mode=0o700)
+        admin_port = free_port()
+        config = instance / "linkrouter.toml"
+        config.write_text(
+            f"""router_id = "bench-{name}"
+keyring = "../keyring.json"
+[listen]
+port = {port}
+certificate = "../{chain.name}"
+private_key = "../{key.name}"
+reuse_port = true
+[journal]
+directory = "journal"
+[admin]
+port = {admin_port}
+"""
+        )
+        server = Server(
+            f"router {name}", f"https://127.0.0.1:{port}{urlsplit(link).path}", ca, admin_port
+        )
+        command = [str(BIN / "twistd"), "-n", "--pidfile=", "linkrouter", "--config", str(config)]
+        started.append(stack.enter_context(running(server, command, instance, ready=ready)))
+    first, second = started
+    return replace(first, name="2 routers, one port", other_pids=(second.pid,)), second
+
+
 def start_bare(stack: ExitStack, directory: Path, kind: str, path: str) -> Server:
     """
     The baseline, C{bare_redirect.py}, with a C{kind} certificate; requests ask for C{path},
@@ -274,18 +349,35 @@ def start_bare(stack: ExitStack, directory: Path, kind: str, path: str) -> Serve
     return stack.enter_context(running(server, command, directory, env))
 
 
+def metrics(server: Server) -> str:
+    """
+    The router's Prometheus metrics page.
+    """
+    assert server.admin_port is not None
+    connection = http.client.HTTPConnection("127.0.0.1", server.admin_port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def redirects(server: Server) -> float:
+    """
+    How many redirects the router has answered.
+    """
+    found = re.search(
+        r'^linkrouter_requests_total\{outcome="redirect"\} (\S+)$', metrics(server), re.M
+    )
+    return float(found.group(1)) if found else 0.0
+
+
 def journal_figures(server: Server) -> str:
     """
     Clicks answered, events written and dropped, from the router's metrics.
     """
-    assert server.admin_port is not None
     time.sleep(0.5)  # one group fsync and write round
-    connection = http.client.HTTPConnection("127.0.0.1", server.admin_port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    text = metrics(server)
 
     def total(pattern: str) -> float:
         return sum(float(v) for v in re.findall(rf"^{pattern} (\S+)$", text, re.MULTILINE))
@@ -297,7 +389,11 @@ def journal_figures(server: Server) -> str:
 
 
 def best(
-    servers: list[Server], rounds: int, seconds: int, script: Path | None = None
+    servers: list[Server],
+    rounds: int,
+    seconds: int,
+    script: Path | None = None,
+    connections: int = CONNECTIONS,
 ) -> dict[str, Load]:
     """
     The best of each server over C{rounds} alternating rounds: the fastest round's rate and
@@ -306,7 +402,7 @@ def best(
     found: dict[str, Load] = {}
     for _ in range(rounds):
         for server in servers:
-            load = wrk(server, seconds, script)
+            load = wrk(server, seconds, script, connections)
             kept = found.get(server.name, load)
             if load.rate > kept.rate:
                 kept, load = load, kept
@@ -337,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         router_rsa = start_router(stack, root / "router-rsa", "rsa")
         bare = start_bare(stack, root / "bare-ecdsa", "ecdsa", urlsplit(router.url).path)
         bare_rsa = start_bare(stack, root / "bare-rsa", "rsa", urlsplit(router_rsa.url).path)
+        pair, second = start_pair(stack, root / "pair")
         if not options.quick:
-            for server in (bare, router, bare_rsa, router_rsa):
+            for server in (bare, router, bare_rsa, router_rsa, pair):
                 wrk(server, 1)  # warm-up: imports, caches, first journal segment
 
         print(
@@ -378,6 +475,23 @@ def main(argv: list[str] | None = None) -> int:
             f"bare {ratios(bare_rsa, bare)}"
         )
         print(f"journal, ECDSA router: {journal_figures(router)}")
+
+        before = redirects(pair), redirects(second)
+        shared = best([router, pair], rounds, seconds, connections=PAIR_CONNECTIONS)
+        share = redirects(pair) - before[0], redirects(second) - before[1]
+        print(
+            f"several instances on one port (listen.reuse_port), keep-alive, ECDSA P-256, "
+            f"wrk -t1 -c{PAIR_CONNECTIONS}:"
+        )
+        print(f"  1 router                  {shared[router.name].summary()}")
+        print(f"  2 routers, one port       {shared[pair.name].summary()}")
+        scale = shared[pair.name].rate / shared[router.name].rate
+        verdict = "" if scale >= PAIR_AIM else "  BELOW TARGET"
+        print(
+            f"  ratio 2/1 {scale:.2f} (aim >= {PAIR_AIM} on {os.cpu_count()} cores, wrk "
+            f"included){verdict}; redirects answered by a/b "
+            f"{share[0] / max(sum(share), 1):.0%}/{share[1] / max(sum(share), 1):.0%}"
+        )
     return 0
 
 

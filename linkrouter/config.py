@@ -50,6 +50,8 @@ class RouterConfig:
     certificate: FilePath[str] | None = None
     private_key: FilePath[str] | None = None
     drain_seconds: float = 0.0
+    reuse_port: bool = False
+    ocsp_response: FilePath[str] | None = None
     fsync_interval: float | None = 0.2
     segment_bytes: int = 64 * 1024 * 1024
     segment_seconds: float = 3600.0
@@ -131,6 +133,8 @@ _SCHEMA: Schema = {
         "proxy_from": ("proxy_from", _proxies),
         "forwarded_for": ("forwarded_for", boolean),
         "certificates_directory": ("certificates_directory", PATH),
+        "reuse_port": ("reuse_port", boolean),
+        "ocsp_response": ("ocsp_response", PATH),
     },
     "journal": {
         "directory": ("journal_directory", PATH),
@@ -184,6 +188,7 @@ _PATH_FIELDS = {
     "sync_client_key",
     "certificates_directory",
     "blocklist_file",
+    "ocsp_response",
 }
 
 
@@ -226,6 +231,8 @@ def load_config(path: FilePath[str]) -> RouterConfig:
     _check_balancers(config)
     if config.certificates_directory is not None and not config.tls:
         raise ConfigError("listen.certificates_directory: needs listen.tls = true")
+    if config.ocsp_response is not None and not config.tls:
+        raise ConfigError("listen.ocsp_response: only with TLS; remove it or set listen.tls")
     if config.sync_url is not None and config.sync_token_file is None:
         raise ConfigError("sync.token_file: required with sync.url (the collector's token)")
     if (config.sync_client_certificate is None) != (config.sync_client_key is None):

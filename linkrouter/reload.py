@@ -59,7 +59,12 @@ def load_material(config: RouterConfig) -> Material:
     tls = None
     if config.tls:
         assert config.certificate is not None and config.private_key is not None
-        tls = load_contexts(config.certificate, config.private_key, config.certificates_directory)
+        tls = load_contexts(
+            config.certificate,
+            config.private_key,
+            config.certificates_directory,
+            config.ocsp_response,
+        )
     return Material(keys, blocklist, tls)
 
 

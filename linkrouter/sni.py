@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.python.filepath import FilePath
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from .tls import TLSError, server_options
+from .tls import OCSPStaple, TLSError, server_options, staple_ocsp
 
 __all__ = ["CurrentContexts", "ServerContexts", "load_contexts", "server_names"]
 
@@ -115,15 +115,22 @@ def load_contexts(
     certificate: FilePath[str],
     private_key: FilePath[str],
     directory: FilePath[str] | None = None,
+    ocsp_response: FilePath[str] | None = None,
 ) -> ServerContexts:
     """
     Hardened contexts for the default pair and for every pair in C{directory}; the default
-    context switches to a named one when the client's SNI asks for it.
+    context switches to a named one when the client's SNI asks for it, and staples
+    C{ocsp_response} (read and checked now, so a reload re-reads it) for the default
+    certificate.
 
     @raise TLSError: a file is unusable, or two certificates in C{directory} serve one name;
         the message names the file.
     """
     default = server_options(certificate, private_key).getContext()
+    if ocsp_response is not None:
+        staple = OCSPStaple(ocsp_response, certificate)
+        staple.load()
+        staple_ocsp(default, staple)
     names: dict[str, SSL.Context] = {}
     served_by: dict[str, FilePath[str]] = {}
     for chain, key in _pairs(directory) if directory is not None else []:

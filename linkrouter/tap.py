@@ -18,8 +18,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import Binding, IOpenSSLServerConnectionCreator
 from twisted.internet.task import deferLater
+from twisted.internet.tcp import makeBinding
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -41,7 +42,13 @@ from .sni import CurrentContexts
 from .sync import HTTPClient, SyncService, SyncSettings
 from .tls import TLSError
 
-__all__ = ["Options", "RouterService", "build_service", "makeService"]
+__all__ = [
+    "Options",
+    "RouterService",
+    "build_service",
+    "makeService",
+    "public_port",
+]
 
 CLIENT_TIMEOUT = 30
 """Seconds an idle or slow client may hold a connection."""
@@ -131,6 +138,20 @@ def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
     return partial(deferToThreadPool, reactor, pool)
 
 
+def public_port(config: RouterConfig) -> int | Binding:
+    """
+    The public listener's port: with C{listen.reuse_port}, a binding with C{SO_REUSEPORT},
+    so that several router processes (of the same user) listen on one port and the kernel
+    spreads new connections among them.
+
+    The binding names the address too, and Twisted requires the C{interface} given with it
+    to be the same, which also picks IPv6 for an IPv6 address.
+    """
+    if not config.reuse_port:
+        return config.listen_port
+    return makeBinding(config.listen_host, config.listen_port, reuseAddress=True, reusePort=True)
+
+
 def _behind_balancer(
     config: RouterConfig, reactor: Any, site: LinkSite, contexts: CurrentContexts | None
 ) -> tuple[Any, Any]:
@@ -143,7 +164,7 @@ def _behind_balancer(
     if contexts is not None:
         creator = cast(IOpenSSLServerConnectionCreator, contexts)  # zope: not seen by mypy
         factory = TLSMemoryBIOFactory(creator, False, factory)
-    endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
+    endpoint = TCP4ServerEndpoint(reactor, public_port(config), interface=config.listen_host)
     return endpoint, ProxyFactory(factory, config.proxy_from)
 
 
@@ -235,10 +256,10 @@ def build_service(
         endpoint, factory = _behind_balancer(config, reactor, site, contexts)
     elif contexts is not None:
         endpoint = SSL4ServerEndpoint(
-            reactor, config.listen_port, contexts, interface=config.listen_host
+            reactor, public_port(config), contexts, interface=config.listen_host
         )
     else:
-        endpoint = TCP4ServerEndpoint(reactor, config.listen_port, interface=config.listen_host)
+        endpoint = TCP4ServerEndpoint(reactor, public_port(config), interface=config.listen_host)
     public = StreamServerEndpointService(endpoint, factory)
     public._raiseSynchronously = True
     admin = None

@@ -153,3 +153,23 @@ class ConfigTests(SynchronousTestCase):
         example = FilePath(__file__).parent().parent().descendant(["conf", "linkrouter.toml"])
         config = load_config(example)
         self.assertTrue(config.tls)
+
+    def test_reusePortAndOCSPResponse(self) -> None:
+        """
+        listen.reuse_port is off unless set to a boolean; listen.ocsp_response is a path taken
+        from the config file's directory, and only with TLS.
+        """
+        config = self.load(MINIMAL)
+        self.assertEqual((config.reuse_port, config.ocsp_response), (False, None))
+        listen = MINIMAL.replace("[listen]", '[listen]\nreuse_port = true\nocsp_response = "o"')
+        config = self.load(listen)
+        self.assertEqual(
+            (config.reuse_port, config.ocsp_response), (True, self.directory.child("o"))
+        )
+        self.refused(MINIMAL.replace("[listen]", '[listen]\nreuse_port = "yes"'), "reuse_port")
+        self.refused(
+            'router_id = "r"\nkeyring = "k"\n[journal]\ndirectory = "j"\n'
+            '[listen]\ntls = false\nocsp_response = "o"\n',
+            "listen.ocsp_response",
+            "TLS",
+        )

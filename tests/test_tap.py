@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.tcp import Port
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.filepath import FilePath
@@ -25,7 +28,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Kind, Part, sign
-from linkrouter.config import load_config
+from linkrouter.config import RouterConfig, load_config
 from linkrouter.devenv import make_certificate
 from linkrouter.event import decode_line
 from linkrouter.journal import segments
@@ -35,7 +38,7 @@ from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring, new_key
 from linkrouter.proxyprotocol import V2_SIGNATURE, ProxyFactory
 from linkrouter.site import LinkSite
-from linkrouter.tap import Options, build_service
+from linkrouter.tap import Options, build_service, public_port
 
 BASE = "https://localhost"
 BEHIND_BALANCER = b'proxy_protocol = true\nproxy_from = ["127.0.0.1"]\n[journal]'
@@ -160,6 +163,56 @@ class ServiceTests(SynchronousTestCase):
         os.chmod(directory.child("localhost-key.pem").path, 0o600)
         error = self.assertRaises(TLSError, build_service, config, MemoryReactorClock())
         self.assertIn("does not match", str(error))
+
+
+class ReusePortTests(SynchronousTestCase):
+    """
+    C{listen.reuse_port}: several listeners on one address and port, IPv4 and IPv6.
+    """
+
+    def listen(self, host: str, port: int, reuse_port: bool) -> Port:
+        config = RouterConfig(
+            router_id="r",
+            keyring=FilePath("/k"),
+            journal_directory=FilePath("/j"),
+            listen_host=host,
+            listen_port=port,
+            reuse_port=reuse_port,
+        )
+        listening = Port(
+            public_port(config),
+            Factory.forProtocol(Protocol),
+            interface=host,
+            reactor=MemoryReactorClock(),
+        )
+        listening.startListening()
+        self.addCleanup(listening.socket.close)
+        return listening
+
+    def test_listenersShareThePort(self) -> None:
+        """
+        With reuse_port, a second listener binds the first one's address and port (the
+        family follows the address); without it, the second is refused.
+        """
+        for host in ["127.0.0.1", "::1"]:
+            first = self.listen(host, 0, True)
+            port = first.getHost().port
+            second = self.listen(host, port, True)
+            self.assertEqual((second.getHost().host, second.getHost().port), (host, port))
+            self.assertRaises(CannotListenError, self.listen, host, port, False)
+            alone = self.listen(host, 0, False)
+            self.assertRaises(CannotListenError, self.listen, host, alone.getHost().port, True)
+
+    def test_defaultIsAPlainPort(self) -> None:
+        """
+        Without reuse_port, the public port is the configured number, as before.
+        """
+        directory = router_directory(self, 8443, 9111)
+        reactor = MemoryReactorClock()
+        build_service(
+            load_config(directory.child("linkrouter.toml")), reactor, run_in_place
+        ).startService()
+        self.assertEqual(reactor.sslServers[0][0], 8443)
 
 
 class TwistdProcessTests(SynchronousTestCase):
