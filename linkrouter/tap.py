@@ -21,11 +21,9 @@ from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import Binding, IOpenSSLServerConnectionCreator
 from twisted.internet.task import deferLater
 from twisted.internet.tcp import makeBinding
-from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.filepath import FilePath
-from twisted.python.threadpool import ThreadPool
 
 from .blocklist import BlockListError
 from .collectorclient import TokenError, collector_client, load_token
@@ -41,6 +39,7 @@ from .site import LinkSite, QuietSite
 from .sni import CurrentContexts
 from .sync import HTTPClient, SyncService, SyncSettings
 from .tls import TLSError
+from .worker import SerialWorker
 
 __all__ = [
     "Options",
@@ -85,7 +84,7 @@ class RouterService(MultiService):
         sync: SyncService | None,
         public: StreamServerEndpointService,
         admin: StreamServerEndpointService | None,
-        pools: list[ThreadPool],
+        pools: list[SerialWorker],
         clock: Any,
         drain_seconds: float,
         reloader: Reloader | None = None,
@@ -132,10 +131,10 @@ class RouterService(MultiService):
                 pool.stop()
 
 
-def _worker(reactor: Any, name: str, pools: list[ThreadPool]) -> RunBlocking:
-    pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-    pools.append(pool)
-    return partial(deferToThreadPool, reactor, pool)
+def _worker(reactor: Any, name: str, pools: list[SerialWorker]) -> RunBlocking:
+    worker = SerialWorker(reactor, name)
+    pools.append(worker)
+    return worker
 
 
 def public_port(config: RouterConfig) -> int | Binding:
@@ -190,7 +189,7 @@ def build_service(
     )
     segments.check()
     metrics = RouterMetrics()
-    pools: list[ThreadPool] = []
+    pools: list[SerialWorker] = []
     journal = JournalService(
         segments,
         config.router_id,
