@@ -18,6 +18,9 @@ from typing import Any
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from linkrouter.event import decode_line
+from linkrouter.journal import segments
+
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
@@ -114,3 +117,16 @@ def https(
         return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
     finally:
         connection.close()
+
+
+def journal_events(journal: FilePath[str]) -> list[dict[str, Any]]:
+    """
+    Every event in the journal directory C{journal}, in order; each line must decode.
+    """
+    found = []
+    for _, path in segments(journal):
+        for line in path.getContent().splitlines():
+            event = decode_line(line)
+            assert event is not None, line
+            found.append(event)
+    return found

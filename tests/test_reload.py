@@ -29,15 +29,13 @@ from linkrouter.blocklist import EMPTY, BlockList
 from linkrouter.codec import Part, sign
 from linkrouter.config import load_config
 from linkrouter.devenv import make_certificate
-from linkrouter.event import decode_line
-from linkrouter.journal import segments
 from linkrouter.journalservice import run_in_place
 from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Key, Keyring, KeyringInvalid, new_key
 from linkrouter.reload import Material, Reloader, load_material, reload_on_hangup
 from linkrouter.tap import build_service
 
-from .daemons import Daemon, free_port
+from .daemons import Daemon, free_port, journal_events
 
 CUSTOM = "click.customer.example"
 
@@ -467,10 +465,4 @@ class TwistdReloadTests(SynchronousTestCase):
         self.assertNotIn("shop.example", self.router.output(), "no destination is logged")
 
     def events(self) -> list[dict[str, Any]]:
-        found = []
-        for _, path in segments(self.directory.child("journal")):
-            for line in path.getContent().splitlines():
-                event = decode_line(line)
-                assert event is not None, line
-                found.append(event)
-        return found
+        return journal_events(self.directory.child("journal"))

@@ -5,7 +5,6 @@ handshakes in memory, and the connection creator that follows a reload.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 
@@ -20,6 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from linkrouter.devenv import make_certificate
 from linkrouter.sni import CurrentContexts, ServerContexts, load_contexts, server_names
 from linkrouter.tls import TLSError
+
+from .test_tls import shake_through_memory
 
 
 class _Factory:
@@ -54,17 +55,8 @@ def served(
     service = server if isinstance(server, SSL.Connection) else SSL.Connection(server, None)
     service.set_accept_state()
     service.set_app_data(_TLSProtocol())  # Twisted's ALPN callback reads it
-    for _ in range(10):
-        for connection in (client, service):
-            try:
-                connection.do_handshake()
-            except SSL.WantReadError:
-                pass
-            except SSL.Error:
-                return None
-        for source, sink in ((client, service), (service, client)):
-            with contextlib.suppress(SSL.WantReadError):
-                sink.bio_write(source.bio_read(65536))
+    if not shake_through_memory(client, service):
+        return None
     certificate = client.get_peer_certificate(as_cryptography=True)
     assert certificate is not None
     assert client.get_alpn_proto_negotiated() == b"http/1.1"

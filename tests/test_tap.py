@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address
@@ -30,8 +31,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from linkrouter.codec import Kind, Part, sign
 from linkrouter.config import RouterConfig, load_config
 from linkrouter.devenv import make_certificate
-from linkrouter.event import decode_line
-from linkrouter.journal import segments
 from linkrouter.journalservice import run_in_place
 from linkrouter.journaltool import verify_journal
 from linkrouter.keyfile import save_keyring
@@ -39,6 +38,8 @@ from linkrouter.keys import Keyring, new_key
 from linkrouter.proxyprotocol import V2_SIGNATURE, ProxyFactory
 from linkrouter.site import LinkSite
 from linkrouter.tap import Options, build_service, public_port
+
+from .daemons import journal_events
 
 BASE = "https://localhost"
 BEHIND_BALANCER = b'proxy_protocol = true\nproxy_from = ["127.0.0.1"]\n[journal]'
@@ -269,14 +270,8 @@ class TwistdProcessTests(SynchronousTestCase):
             finally:
                 connection.close()
 
-    def events(self) -> list[dict[str, object]]:
-        found = []
-        for _, path in segments(self.directory.child("journal")):
-            for line in path.getContent().splitlines():
-                event = decode_line(line)
-                assert event is not None, line
-                found.append(event)
-        return found
+    def events(self) -> list[dict[str, Any]]:
+        return journal_events(self.directory.child("journal"))
 
     def test_router(self) -> None:
         """
