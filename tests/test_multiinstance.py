@@ -14,27 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Part, sign
 from linkrouter.devenv import make_certificate
-from linkrouter.event import decode_line
-from linkrouter.journal import segments
 from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring, new_key
 
-from .daemons import Daemon, free_port, https
+from .daemons import Daemon, free_port, https, journal_events
 
 TARGET = "https://shop.example/item/7"
-
-
-def journaled(directory: FilePath[str]) -> list[dict[str, object]]:
-    """
-    Every event in the journal C{directory}, in order.
-    """
-    found = []
-    for _, path in segments(directory):
-        for line in path.getContent().splitlines():
-            event = decode_line(line)
-            assert event is not None, line
-            found.append(event)
-    return found
 
 
 class ReusePortProcessTests(SynchronousTestCase):
@@ -91,8 +76,8 @@ port = {admin_port}
             self.assertEqual(https(self.port, self.ca, "GET", path)[0], 302)
         self.assertEqual(green.stop(), -signal.SIGTERM)
 
-        by_blue = journaled(self.directory.child("journal-blue"))
-        by_green = journaled(self.directory.child("journal-green"))
+        by_blue = journal_events(self.directory.child("journal-blue"))
+        by_green = journal_events(self.directory.child("journal-green"))
         self.assertEqual(len(by_blue) + len(by_green), 80)
         self.assertEqual({e["router"] for e in by_blue}, {"blue"})
         self.assertEqual({e["router"] for e in by_green}, {"green"})
