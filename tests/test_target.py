@@ -13,7 +13,7 @@ import ada_url
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Part, TrackedLink, sign, verify
 from linkrouter.keys import Key, KeyState
@@ -21,10 +21,8 @@ from linkrouter.target import MAX_TARGET_LENGTH, TargetRefused, normalize_target
 
 _SETTINGS = settings(max_examples=1000, deadline=None)
 
-# CI clones main into some folder with a copy of shared/ beside it: <clone>/../shared/.
-_WPT = (
-    FilePath(__file__).parent().parent().sibling("shared").descendant(["data", "urltestdata.json"])
-)
+# The WPT URL corpus, vendored with its source and licence: tests/vectors/wpt/README.rst.
+_WPT = FilePath(__file__).sibling("vectors").descendant(["wpt", "urltestdata.json"])
 
 _KEY = Key("wpt", b"w" * 32, KeyState.ACTIVE)
 _BASE = "https://click.example"
@@ -49,13 +47,8 @@ def _ada_href(text: str) -> str | None:
 
 def _load_wpt() -> list[dict[str, Any]]:
     """
-    The test objects of the WPT URL corpus (comment strings dropped), or L{SkipTest}.
+    The test objects of the WPT URL corpus (comment strings dropped).
     """
-    if not _WPT.exists():
-        raise SkipTest(
-            f"the WPT URL corpus is not at {_WPT.path}: shared/ must be a sibling of the "
-            "checkout (shared/data/urltestdata.json)"
-        )
     items = json.loads(_WPT.getContent().decode("utf-8"))
     return [item for item in items if isinstance(item, dict)]
 
