@@ -33,12 +33,10 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from linkrouter.codec import Part, sign
 from linkrouter.devenv import make_certificate
-from linkrouter.event import decode_line
-from linkrouter.journal import segments
 from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring, new_key
 
-from .daemons import Daemon, free_port, https
+from .daemons import Daemon, free_port, https, journal_events
 
 BASE = "https://localhost"
 TARGET = "https://example.com/landing"
@@ -351,19 +349,13 @@ class BlueGreenTests(SynchronousTestCase):
         log = self.directory.child(f"{name}-output.log")
         return log.getContent().decode("utf-8", "replace") if log.exists() else ""
 
-    def journal_events(self, name: str) -> list[dict[str, object]]:
+    def journal_events(self, name: str) -> list[dict[str, Any]]:
         """
         The events in router C{name}'s journal, as its files hold them now.
         """
-        found = []
-        for _, path in segments(self.directory.child(f"journal-{name}")):
-            for line in path.getContent().splitlines():
-                event = decode_line(line)
-                assert event is not None, line
-                found.append(event)
-        return found
+        return journal_events(self.directory.child(f"journal-{name}"))
 
-    def events(self) -> list[dict[str, object]]:
+    def events(self) -> list[dict[str, Any]]:
         return [event for name in self.routers for event in self.journal_events(name)]
 
     def collected(
