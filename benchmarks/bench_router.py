@@ -35,6 +35,7 @@ import argparse
 import http.client
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -85,6 +86,8 @@ class Load:
     """wrk's socket-error and non-2xx/3xx lines, if any."""
     cpu: float = 0.0
     """The server process's CPU time (all threads, user and system) per request, seconds."""
+    client_cpu: float = 0.0
+    """wrk's own CPU time (user and system) per request, seconds."""
 
     def summary(self) -> str:
         text = (
@@ -142,12 +145,32 @@ def wrk(
         command += ["-s", str(script)]
     pids = [server.pid, *server.other_pids]
     before = sum(map(cpu_seconds, pids))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [*command, server.url], capture_output=True, text=True, timeout=seconds + 30, check=True
     )
     used = sum(map(cpu_seconds, pids)) - before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     load = parse_wrk(done.stdout)
-    return replace(load, cpu=used / max(load.requests, 1))
+    requests = max(load.requests, 1)
+    return replace(load, cpu=used / requests, client_cpu=client / requests)
+
+
+def ceiling(one: Load, two: Load) -> str:
+    """
+    What the machine's cores allow the two-instance run, wrk included: the one instance is
+    bound by its own CPU per request (one core), the pair by all cores shared between the
+    routers and the load tool, so two over one is at most 2 * router / (router + wrk) on two
+    cores, whatever the router does.
+    """
+    cores = os.cpu_count() or 1
+    bound = cores / (two.cpu + two.client_cpu) / (1 / one.cpu)
+    return (
+        f"wrk's own CPU {two.client_cpu * 1e6:.0f} us/req; the {cores} cores allow 2/1 at "
+        f"most {min(bound, 2.0):.2f} with these CPU costs (cores / (router + wrk) per request "
+        f"against one router's core)"
+    )
 
 
 def free_port() -> int:
@@ -492,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             f"included){verdict}; redirects answered by a/b "
             f"{share[0] / max(sum(share), 1):.0%}/{share[1] / max(sum(share), 1):.0%}"
         )
+        print(f"  {ceiling(shared[router.name], shared[pair.name])}")
     return 0
 
 
