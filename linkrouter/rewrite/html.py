@@ -114,6 +114,8 @@ def decode_attribute(value: str) -> str:
     """
     if "&" not in value:
         return value
+    if "&" not in value.replace("&amp;", ""):
+        return value.replace("&amp;", "&")  # the common case: only "&amp;"s
     # "&amp;" is most of the references in links; it is whole, so the text between two of
     # them decodes on its own, and only that text needs the general decoder.
     return "&".join(
