@@ -28,10 +28,17 @@ OPT_OUT_ATTRIBUTE = "data-linkrouter-no-track"
 """On an C{<a>} or C{<area>}: leave this link untracked (the attribute is removed)."""
 
 _SPACE = r"\t\n\f\r "
+# A start or end tag's attributes (the rest of its name first), as the HTML5 tokenizer reads
+# them: separators, then each attribute with its value, if any, and the separators after it.
 _ATTRIBUTES = (
-    rf"(?:[{_SPACE}/]++"
-    rf"|[^{_SPACE}/>][^{_SPACE}/=>]*+"
-    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+)*+"
+    rf"[{_SPACE}/]*+(?:[^{_SPACE}/>][^{_SPACE}/=>]*+"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+[{_SPACE}/]*+)*+"
+)
+# The same, and the ">", for the commonest tags: the rest of a plain name, then
+# name="value" attributes between separators. Wherever this matches, the general form above
+# matches the same characters (it reads the name's rest as an attribute name), only slower.
+_PLAIN_ATTRIBUTES = (
+    rf"[A-Za-z0-9]*+(?:[{_SPACE}/]++[A-Za-z][A-Za-z0-9_:-]*+=\"[^\"]*+\")*+[{_SPACE}/]*+>"
 )
 # Elements whose content is text, never tags (noscript is not one: mail clients run no
 # script, so its content is markup). plaintext runs to the end of the document.
@@ -40,28 +47,63 @@ _END = rf"(?=[{_SPACE}/>]|\Z)"
 # One alternative an element, not a back-reference: CPython 3.11's possessive repeats
 # mishandle capturing groups inside them.
 _RAW_TEXT_ELEMENTS = "|".join(
-    rf"<(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
+    rf"(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
 )
-_SPECIAL = "|".join(["a", "area", "plaintext", *_RAW_TEXT])
+_SPECIAL = ["a", "area", "plaintext", *_RAW_TEXT]
+
+
+def _ordinary_start_tag() -> str:
+    """
+    The first letter of a start tag that is none of the special elements.
+
+    Dispatched on that letter, then on the next: most names (C{td}, C{div}, C{img}) cost one
+    or two class tests; only a name that starts like a special one (C{tb}ody, C{ar}ticle) is
+    compared with the special names.
+    """
+    # Branches are tried in order: the initials of common tags (table, span, p, img) first.
+    initials = sorted({name[0] for name in _SPECIAL}, key="tspianx".find)
+    others = "".join(c + c.upper() for c in "abcdefghijklmnopqrstuvwxyz" if c not in initials)
+    branches = [f"[{others}]"]
+    for initial in initials:
+        names = [name for name in _SPECIAL if name[0] == initial]
+        seconds = "".join(sorted({c + c.upper() for name in names if name[1:] for c in name[1]}))
+        # If a special name is this letter alone, the name ending here is that one.
+        unlike = rf"[{seconds}{_SPACE}/>]|\Z" if initial in names else f"[{seconds}]"
+        rests = "|".join(name[1:] for name in names)
+        branches.append(f"[{initial}{initial.upper()}](?!{unlike})")
+        branches.append(rf"[{initial}{initial.upper()}](?!(?i:{rests}){_END})")
+    return "(?:" + "|".join(branches) + ")"
+
 
 # One match: everything up to the next <a> or <area> start tag (skipped in C, possessively,
 # so malformed input cannot make it backtrack), then that tag, or the end of the document.
-# The commonest tokens come first; names are matched case-insensitively, and nothing else is
-# (a case-insensitive pattern is much slower in CPython's engine).
+# Each step is some text and one "<" token, chosen by the character after the "<"; the
+# commonest tokens come first. Names are matched case-insensitively, and nothing else is (a
+# case-insensitive pattern is much slower in CPython's engine). When the next token is a link,
+# the step fails, and the text before it is taken again after the loop.
 _NEXT_LINK = re.compile(
     rf"""
     (?:
-        [^<]++
-      | <(?!(?i:{_SPECIAL}){_END})[A-Za-z]{_ATTRIBUTES}>?   # a start tag without links
-      | </[A-Za-z]{_ATTRIBUTES}>?              # an end tag
-      | <!--\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup inside
-      | <!--(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)             # a comment
-      | <[!?][^>]*+>?                          # doctype, bogus comment, <![endif]-->
-      | </(?:>|(?![A-Za-z])[^>]*+>?)            # an ignored end tag, bogus comment, or EOF
-      | <(?i:plaintext){_END}.*+
-      | {_RAW_TEXT_ELEMENTS}                     # raw text up to its end tag
-      | <(?![A-Za-z!?/])                         # a "<" that is text
+        [^<]*+<
+        (?:
+            /(?:
+                [A-Za-z](?:[A-Za-z0-9]*+>|{_ATTRIBUTES}>?)  # an end tag
+              | >|(?![A-Za-z])[^>]*+>?                  # an ignored end tag, bogus comment
+            )
+          | {_ordinary_start_tag()}                     # a start tag without links
+            (?:{_PLAIN_ATTRIBUTES}|{_ATTRIBUTES}>?)
+          | !(?:
+                --\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup
+              | --(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)          # a comment
+              | [^>]*+>?                                # doctype, <![endif]-->, bogus comment
+            )
+          | \?[^>]*+>?                                  # a bogus comment
+          | (?i:plaintext){_END}.*+
+          | {_RAW_TEXT_ELEMENTS}                         # raw text up to its end tag
+          | (?![A-Za-z!?/])                             # a "<" that is text
+        )
     )*+
+    [^<]*+
     (?:(?P<link><(?i:a|area){_END}{_ATTRIBUTES}>?)|\Z)
     """,
     re.VERBOSE | re.DOTALL,
@@ -128,6 +170,8 @@ def _encode_attribute(link: str, quote: str) -> str:
     """
     C{link} written as an attribute value in C{quote} (C{'"'}, C{"'"} or C{""}).
     """
+    if quote and "&" not in link and quote not in link:
+        return link  # every tracked link, in quotes: nothing to escape
     if _PLAIN.fullmatch(link):
         return link
     return "".join(

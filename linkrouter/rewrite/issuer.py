@@ -230,6 +230,7 @@ class _Session:
         self.links: list[LinkRecord] = []
         self.skipped: list[Skipped] = []
         self.opted_out: set[str] = set()
+        self.tracked_prefix = rewriter.origin + "/"  # how a link tracked already starts
         self.html_links, self.text_links = (
             _PartLinks(part, ClickSigner(rewriter.key, part, issued_at, base=rewriter.base))
             for part in (Part.HTML, Part.TEXT)
@@ -261,7 +262,7 @@ class _Session:
         except TargetRefused as refusal:
             self.skip(written, part, SkipReason.REFUSED, str(refusal))
             return None
-        if target.startswith(self.rewriter.origin + "/"):
+        if target.startswith(self.tracked_prefix):
             self.skip(written, part, SkipReason.ALREADY_TRACKED)
             return None
         if target in self.opted_out:
