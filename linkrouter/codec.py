@@ -162,8 +162,11 @@ _UNESCAPE = {
 
 # Everything but the unreserved characters is escaped in the readable target, upper-case hex.
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-_RESERVED = re.compile(r"([^A-Za-z0-9._~-])")
 _ESCAPED = {chr(b): f"%{b:02X}" for b in range(0x21, 0x7F) if chr(b) not in _UNRESERVED}
+
+
+# "%" first: the escapes written after it hold "%" themselves.
+_ESCAPE_ORDER = sorted(_ESCAPED.items(), key=lambda item: item[0] != "%")
 
 
 @lru_cache(maxsize=4096)
@@ -173,9 +176,14 @@ def _readable(rest: str) -> str:
     Cached, like L{normalize_target}: a bulk send signs the same few destinations again and
     again.
     """
-    pieces = _RESERVED.split(rest)  # text, separator, text, separator, ..., text
-    pieces[1::2] = [_ESCAPED[separator] for separator in pieces[1::2]]
-    return "".join(pieces)
+    if not (rest.isascii() and rest.isprintable()) or " " in rest:
+        raise ValueError(f"{rest!r} is not a normalized target")  # never: normalize_target
+    # A URL holds a few of the 28 reserved characters: replacing just those, each in one
+    # pass in C, is twice as fast as splitting at every one of them.
+    for character, escaped in _ESCAPE_ORDER:
+        if character in rest:
+            rest = rest.replace(character, escaped)
+    return rest
 
 
 def _message(head: str, key_id: str, link_id: str, issued_at: int, target: str) -> bytes:
@@ -353,7 +361,8 @@ class ClickSigner:
             f"{head}\x00{chr(len(link_id))}{link_id}{self._signed_issued}"
             f"{chr(size >> 8)}{chr(size & 0xFF)}{href}"
         ).encode("latin-1")
-        tag = _tag(self._key, message).decode("ascii")
+        mac = self._key.mac(message)[:TAG_BYTES]  # _tag, inlined
+        tag = binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).decode("ascii")
         readable = _readable(href[scheme_length:])
         link = f"{start}{readable}/{self._key_id}/{link_id}/{self._issued}/{tag}"
         if len(link) > MAX_LINK_LENGTH:

@@ -121,6 +121,8 @@ _FIRST_HREF = re.compile(
     rf"(?i:href)[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+))"
 )
 _QUOTE = {1: '"', 2: "'", 3: ""}
+# Whether a tag may hold the opt-out attribute (any ASCII case, as attribute names are).
+_MAYBE_OPT_OUT = re.compile("-no-track", re.ASCII | re.IGNORECASE)
 _TAG_NAME = re.compile(r"<[A-Za-z]+")
 _TRAILING_SPACE = re.compile(rf"[{_SPACE}]*\Z")
 
@@ -189,21 +191,9 @@ OptOut = Callable[[str], None]
 def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
     """
     C{tag} (one C{<a>} or C{<area>} start tag) with its C{href} tracked and its opt-out
-    attributes removed, or C{None} if it stays exactly as it is.
+    attributes removed, or C{None} if it stays exactly as it is: the general case, for tags
+    that may hold the opt-out attribute (L{rewrite_links} does the others itself).
     """
-    if "-no-track" not in tag and "-NO-TRACK" not in tag.upper():
-        # The common case, no opt-out: one match finds the href (the first: browsers
-        # ignore a repeated attribute).
-        first = _FIRST_HREF.match(tag)
-        if first is None or first.lastindex is None:
-            return None
-        value = first.lastindex
-        decoded = decode_attribute(first.group(value))
-        tracked = track(decoded)
-        if tracked is None or tracked == decoded:
-            return None
-        start, end = first.span(value)
-        return tag[:start] + _encode_attribute(tracked, _QUOTE[value]) + tag[end:]
     name_end = _TAG_NAME.match(tag)
     assert name_end is not None
     href: re.Match[str] | None = None
@@ -258,11 +248,24 @@ def rewrite_links(document: str, track: Track, opt_out: OptOut) -> str:
     pieces: list[str] = []
     position = 0
     for match in _NEXT_LINK.finditer(document):
-        if match.start("link") < 0:
-            continue
         start, end = match.span("link")
-        if document[end - 1] != ">":
-            continue  # cut off by the end of the document: browsers drop such a tag
+        if start < 0 or document[end - 1] != ">":
+            continue  # the end, or a tag cut off by it: browsers drop such a tag
+        if _MAYBE_OPT_OUT.search(document, start, end) is None:
+            # The common case, inlined: one match finds the first href in the document
+            # (browsers ignore a repeated attribute), and only its value is replaced.
+            first = _FIRST_HREF.match(document, start, end)
+            if first is None or first.lastindex is None:
+                continue
+            group = first.lastindex
+            decoded = decode_attribute(first.group(group))
+            tracked = track(decoded)
+            if tracked is None or tracked == decoded:
+                continue
+            value_start, value_end = first.span(group)
+            pieces += [document[position:value_start], _encode_attribute(tracked, _QUOTE[group])]
+            position = value_end
+            continue
         rewritten = _rewrite_tag(match.group("link"), track, opt_out)
         if rewritten is not None:
             pieces += [document[position:start], rewritten]
