@@ -16,6 +16,7 @@ import time
 import uuid
 from contextlib import suppress
 from enum import Enum
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from attrs import field, frozen
@@ -301,8 +302,9 @@ class _Session:
         C{document} with its links tracked (per the mode) and opt-out markers removed.
         """
         if self.rewriter.mode.tracks(Part.HTML):
-            links = self.html_links
-            return rewrite_links(document, lambda v: self._track(v, links), self.opt_out)
+            return rewrite_links(
+                document, partial(self._track, links=self.html_links), self.opt_out
+            )
         return rewrite_links(document, lambda v: None, self.opt_out)
 
     def text(self, text: str) -> str:
@@ -311,8 +313,7 @@ class _Session:
         """
         if not self.rewriter.mode.tracks(Part.TEXT):
             return text
-        links = self.text_links
-        return rewrite_urls(text, lambda v: self._track(v, links))
+        return rewrite_urls(text, partial(self._track, links=self.text_links))
 
     def result(self, content: Content) -> Rewritten[Content]:
         return Rewritten(content, self.message_id, tuple(self.links), tuple(self.skipped))
