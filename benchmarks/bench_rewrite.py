@@ -6,7 +6,8 @@ Two documents: (a) a 40 KB transactional HTML email with 20 links, (b) a 1 MB ne
 1,000 links. The rewriter's time includes finding every link, decoding it, checking and
 signing it, and splicing the document; lxml's includes only its C parse and serialization.
 Rounds take the rewriter (destinations seen before), the rewriter with nothing cached and lxml
-in turn, and the best of each is kept, so a noisy neighbour slows all alike. The aim: (a) under 1 ms a message, and faster than the lxml round trip on both.
+in turn, and the best of each is kept, so a noisy neighbour slows all alike. The aim: (a)
+under 1 ms a message, and faster than the lxml round trip on both, with nothing cached too.
 
 Run with C{make bench}, or C{python benchmarks/bench_rewrite.py [--quick]}.
 """
