@@ -31,6 +31,7 @@ __all__ = [
     "MAX_ISSUED_AT",
     "MAX_LINK_LENGTH",
     "TAG_BYTES",
+    "ClickSigner",
     "Kind",
     "Part",
     "Refusal",
@@ -161,17 +162,28 @@ _UNESCAPE = {
 
 # Everything but the unreserved characters is escaped in the readable target, upper-case hex.
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-_RESERVED = re.compile(r"([^A-Za-z0-9._~-])")
 _ESCAPED = {chr(b): f"%{b:02X}" for b in range(0x21, 0x7F) if chr(b) not in _UNRESERVED}
 
 
+# "%" first: the escapes written after it hold "%" themselves.
+_ESCAPE_ORDER = sorted(_ESCAPED.items(), key=lambda item: item[0] != "%")
+
+
+@lru_cache(maxsize=4096)
 def _readable(rest: str) -> str:
     """
     The target without its scheme as one path segment: every reserved character escaped.
+    Cached, like L{normalize_target}: a bulk send signs the same few destinations again and
+    again.
     """
-    pieces = _RESERVED.split(rest)  # text, separator, text, separator, ..., text
-    pieces[1::2] = [_ESCAPED[separator] for separator in pieces[1::2]]
-    return "".join(pieces)
+    if not (rest.isascii() and rest.isprintable()) or " " in rest:
+        raise ValueError(f"{rest!r} is not a normalized target")  # never: normalize_target
+    # A URL holds a few of the 28 reserved characters: replacing just those, each in one
+    # pass in C, is twice as fast as splitting at every one of them.
+    for character, escaped in _ESCAPE_ORDER:
+        if character in rest:
+            rest = rest.replace(character, escaped)
+    return rest
 
 
 def _message(head: str, key_id: str, link_id: str, issued_at: int, target: str) -> bytes:
@@ -245,6 +257,24 @@ def _checked_base(base: str) -> str:
     return origin
 
 
+def _check_signer(key: Key, issued_at: int) -> None:
+    if key.state is not KeyState.ACTIVE:
+        raise ValueError(f"key {key.key_id!r} is {key.state.value}; only the active key signs")
+    if type(issued_at) is not int or not 0 <= issued_at <= MAX_ISSUED_AT:
+        raise ValueError(f"the issue time {issued_at!r} is not in 0..{MAX_ISSUED_AT}")
+
+
+def _check_link_id(link_id: str) -> None:
+    if not LINK_ID_PATTERN.fullmatch(link_id):
+        raise ValueError(f"the LinkID {link_id!r} is not 1 to 32 characters of A-Z a-z 0-9 - _")
+
+
+def _too_long(link: str) -> TargetRefused:
+    return TargetRefused(
+        f"the tracked link would have {len(link)} characters, over {MAX_LINK_LENGTH}"
+    )
+
+
 def sign(
     target: str | None,
     key: Key,
@@ -264,12 +294,8 @@ def sign(
         L{MAX_LINK_LENGTH} characters; the original link should be left as it is.
     @raise ValueError: an argument is invalid (inactive key, bad LinkID, base or time).
     """
-    if key.state is not KeyState.ACTIVE:
-        raise ValueError(f"key {key.key_id!r} is {key.state.value}; only the active key signs")
-    if not LINK_ID_PATTERN.fullmatch(link_id):
-        raise ValueError(f"the LinkID {link_id!r} is not 1 to 32 characters of A-Z a-z 0-9 - _")
-    if type(issued_at) is not int or not 0 <= issued_at <= MAX_ISSUED_AT:
-        raise ValueError(f"the issue time {issued_at!r} is not in 0..{MAX_ISSUED_AT}")
+    _check_signer(key, issued_at)
+    _check_link_id(link_id)
     origin = _checked_base(base)
     if kind is Kind.OPEN:
         if target is not None or part is not Part.HTML:
@@ -288,10 +314,60 @@ def sign(
     tag = _tag(key, _message(layout.head, key.key_id, link_id, issued_at, href)).decode("ascii")
     link = f"{origin}{head}/{key.key_id}/{link_id}/{_encode_issued_at(issued_at)}/{tag}"
     if len(link) > MAX_LINK_LENGTH:
-        raise TargetRefused(
-            f"the tracked link would have {len(link)} characters, over {MAX_LINK_LENGTH}"
-        )
+        raise _too_long(link)
     return link
+
+
+class ClickSigner:
+    """
+    Signs the click links of one part of one message: L{sign} with the key, part, issue time
+    and base checked and laid out once, not once a link (the rewriter signs hundreds).
+
+    C{signer.link(normalize_target(target), link_id)} is exactly C{sign(target, key, link_id,
+    part, issued_at, base=base)}; the caller has the target normalized already (to decide
+    whether to track it), so it is not normalized again.
+    """
+
+    __slots__ = ("_issued", "_key", "_key_id", "_layouts", "_signed_issued")
+
+    def __init__(self, key: Key, part: Part, issued_at: int, *, base: str) -> None:
+        _check_signer(key, issued_at)
+        origin = _checked_base(base)
+        text = "t" if part is Part.TEXT else ""
+        key_field = f"\x00{chr(len(key.key_id))}{key.key_id}"
+        # Per scheme: how the link starts, how long the scheme is, how the signed string starts.
+        self._layouts = {
+            https: (f"{origin}/{prefix}/", len(layout.scheme), layout.head + key_field)
+            for https, prefix in ((False, "1" + text), (True, "1s" + text))
+            for layout in (_PREFIXES[prefix],)
+        }
+        self._key = key
+        issued = str(issued_at)
+        self._signed_issued = f"\x00{chr(len(issued))}{issued}"
+        self._key_id = key.key_id
+        self._issued = _encode_issued_at(issued_at)
+
+    def link(self, href: str, link_id: str) -> str:
+        """
+        The tracked link for C{href}, which is what L{normalize_target} returned.
+
+        @raise TargetRefused: the link would be over L{MAX_LINK_LENGTH} characters.
+        @raise ValueError: C{link_id} is not a LinkID.
+        """
+        _check_link_id(link_id)
+        start, scheme_length, head = self._layouts[href.startswith("https://")]
+        size = len(href)
+        message = (
+            f"{head}\x00{chr(len(link_id))}{link_id}{self._signed_issued}"
+            f"{chr(size >> 8)}{chr(size & 0xFF)}{href}"
+        ).encode("latin-1")
+        mac = self._key.mac(message)[:TAG_BYTES]  # _tag, inlined
+        tag = binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).decode("ascii")
+        readable = _readable(href[scheme_length:])
+        link = f"{start}{readable}/{self._key_id}/{link_id}/{self._issued}/{tag}"
+        if len(link) > MAX_LINK_LENGTH:
+            raise _too_long(link)
+        return link
 
 
 def verify(path: str, keys: Mapping[str, Key]) -> TrackedLink | Refusal:

@@ -22,6 +22,7 @@ from linkrouter.codec import (
     MAX_ISSUED_AT,
     MAX_LINK_LENGTH,
     TAG_BYTES,
+    ClickSigner,
     Kind,
     Part,
     Refusal,
@@ -1313,6 +1314,50 @@ class SignRefusalTests(SynchronousTestCase):
         self.assertRaises(
             TargetRefused, sign, prefix + "&" * 700, KEY_A, "L", Part.HTML, 1, base=BASE
         )
+
+
+class ClickSignerTests(SynchronousTestCase):
+    """
+    ClickSigner, the rewriter's way to sign many links of one message part, issues exactly
+    the links sign issues, and refuses what sign refuses.
+    """
+
+    @_SETTINGS
+    @given(click_inputs(), st.sampled_from([BASE, "https://c.example:8443", "http://[::1]"]))
+    def test_sameLinksAsSign(
+        self, inputs: tuple[str, str, Key, str, Part, int], base: str
+    ) -> None:
+        raw, target, key, link_id, part, issued_at = inputs
+        signer = ClickSigner(key, part, issued_at, base=base)
+        self.assertEqual(
+            signer.link(target, link_id), sign(raw, key, link_id, part, issued_at, base=base)
+        )
+
+    def test_refusals(self) -> None:
+        """
+        An inactive key, a bad issue time or base at construction, a bad LinkID or a link
+        over the limit at signing: the same errors, with the same messages, as sign.
+        """
+        for key, issued_at, base in [
+            (KEY_B, 1, BASE),
+            (KEY_A, -1, BASE),
+            (KEY_A, MAX_ISSUED_AT + 1, BASE),
+            (KEY_A, 1, "http://click.example"),
+        ]:
+            with self.assertRaises(ValueError) as expected:
+                sign("https://example.com/", key, "L", Part.HTML, issued_at, base=base)
+            with self.assertRaises(ValueError) as raised:
+                ClickSigner(key, Part.HTML, issued_at, base=base)
+            self.assertEqual(str(raised.exception), str(expected.exception))
+        signer = ClickSigner(KEY_A, Part.HTML, 1, base=BASE)
+        for link_id in ["", "a" * 33, "a/b"]:
+            self.assertRaises(ValueError, signer.link, "https://example.com/", link_id)
+        target = "https://example.com/" + "&" * 700
+        with self.assertRaises(TargetRefused) as expected_refusal:
+            sign(target, KEY_A, "L", Part.HTML, 1, base=BASE)
+        with self.assertRaises(TargetRefused) as refusal:
+            signer.link(target, "L")
+        self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
 
 
 class KeyMacTests(SynchronousTestCase):

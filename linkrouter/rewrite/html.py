@@ -28,10 +28,17 @@ OPT_OUT_ATTRIBUTE = "data-linkrouter-no-track"
 """On an C{<a>} or C{<area>}: leave this link untracked (the attribute is removed)."""
 
 _SPACE = r"\t\n\f\r "
+# A start or end tag's attributes (the rest of its name first), as the HTML5 tokenizer reads
+# them: separators, then each attribute with its value, if any, and the separators after it.
 _ATTRIBUTES = (
-    rf"(?:[{_SPACE}/]++"
-    rf"|[^{_SPACE}/>][^{_SPACE}/=>]*+"
-    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+)*+"
+    rf"[{_SPACE}/]*+(?:[^{_SPACE}/>][^{_SPACE}/=>]*+"
+    rf"(?:[{_SPACE}]*+=[{_SPACE}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_SPACE}>]*+))?+[{_SPACE}/]*+)*+"
+)
+# The same, and the ">", for the commonest tags: the rest of a plain name, then
+# name="value" attributes between separators. Wherever this matches, the general form above
+# matches the same characters (it reads the name's rest as an attribute name), only slower.
+_PLAIN_ATTRIBUTES = (
+    rf"[A-Za-z0-9]*+(?:[{_SPACE}/]++[A-Za-z][A-Za-z0-9_:-]*+=\"[^\"]*+\")*+[{_SPACE}/]*+>"
 )
 # Elements whose content is text, never tags (noscript is not one: mail clients run no
 # script, so its content is markup). plaintext runs to the end of the document.
@@ -40,28 +47,63 @@ _END = rf"(?=[{_SPACE}/>]|\Z)"
 # One alternative an element, not a back-reference: CPython 3.11's possessive repeats
 # mishandle capturing groups inside them.
 _RAW_TEXT_ELEMENTS = "|".join(
-    rf"<(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
+    rf"(?i:{name}){_END}{_ATTRIBUTES}>?(?:[^<]++|<(?!/(?i:{name}){_END}))*+" for name in _RAW_TEXT
 )
-_SPECIAL = "|".join(["a", "area", "plaintext", *_RAW_TEXT])
+_SPECIAL = ["a", "area", "plaintext", *_RAW_TEXT]
+
+
+def _ordinary_start_tag() -> str:
+    """
+    The first letter of a start tag that is none of the special elements.
+
+    Dispatched on that letter, then on the next: most names (C{td}, C{div}, C{img}) cost one
+    or two class tests; only a name that starts like a special one (C{tb}ody, C{ar}ticle) is
+    compared with the special names.
+    """
+    # Branches are tried in order: the initials of common tags (table, span, p, img) first.
+    initials = sorted({name[0] for name in _SPECIAL}, key="tspianx".find)
+    others = "".join(c + c.upper() for c in "abcdefghijklmnopqrstuvwxyz" if c not in initials)
+    branches = [f"[{others}]"]
+    for initial in initials:
+        names = [name for name in _SPECIAL if name[0] == initial]
+        seconds = "".join(sorted({c + c.upper() for name in names if name[1:] for c in name[1]}))
+        # If a special name is this letter alone, the name ending here is that one.
+        unlike = rf"[{seconds}{_SPACE}/>]|\Z" if initial in names else f"[{seconds}]"
+        rests = "|".join(name[1:] for name in names)
+        branches.append(f"[{initial}{initial.upper()}](?!{unlike})")
+        branches.append(rf"[{initial}{initial.upper()}](?!(?i:{rests}){_END})")
+    return "(?:" + "|".join(branches) + ")"
+
 
 # One match: everything up to the next <a> or <area> start tag (skipped in C, possessively,
 # so malformed input cannot make it backtrack), then that tag, or the end of the document.
-# The commonest tokens come first; names are matched case-insensitively, and nothing else is
-# (a case-insensitive pattern is much slower in CPython's engine).
+# Each step is some text and one "<" token, chosen by the character after the "<"; the
+# commonest tokens come first. Names are matched case-insensitively, and nothing else is (a
+# case-insensitive pattern is much slower in CPython's engine). When the next token is a link,
+# the step fails, and the text before it is taken again after the loop.
 _NEXT_LINK = re.compile(
     rf"""
     (?:
-        [^<]++
-      | <(?!(?i:{_SPECIAL}){_END})[A-Za-z]{_ATTRIBUTES}>?   # a start tag without links
-      | </[A-Za-z]{_ATTRIBUTES}>?              # an end tag
-      | <!--\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup inside
-      | <!--(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)             # a comment
-      | <[!?][^>]*+>?                          # doctype, bogus comment, <![endif]-->
-      | </(?:>|(?![A-Za-z])[^>]*+>?)            # an ignored end tag, bogus comment, or EOF
-      | <(?i:plaintext){_END}.*+
-      | {_RAW_TEXT_ELEMENTS}                     # raw text up to its end tag
-      | <(?![A-Za-z!?/])                         # a "<" that is text
+        [^<]*+<
+        (?:
+            /(?:
+                [A-Za-z](?:[A-Za-z0-9]*+>|{_ATTRIBUTES}>?)  # an end tag
+              | >|(?![A-Za-z])[^>]*+>?                  # an ignored end tag, bogus comment
+            )
+          | {_ordinary_start_tag()}                     # a start tag without links
+            (?:{_PLAIN_ATTRIBUTES}|{_ATTRIBUTES}>?)
+          | !(?:
+                --\[(?i:if)[^\]>]*+\]>(?!<!)          # Outlook conditional comment: markup
+              | --(?:-?>|(?:[^-]++|-(?!-!?>))*+(?:--!?>)?)          # a comment
+              | [^>]*+>?                                # doctype, <![endif]-->, bogus comment
+            )
+          | \?[^>]*+>?                                  # a bogus comment
+          | (?i:plaintext){_END}.*+
+          | {_RAW_TEXT_ELEMENTS}                         # raw text up to its end tag
+          | (?![A-Za-z!?/])                             # a "<" that is text
+        )
     )*+
+    [^<]*+
     (?:(?P<link><(?i:a|area){_END}{_ATTRIBUTES}>?)|\Z)
     """,
     re.VERBOSE | re.DOTALL,
@@ -79,6 +121,8 @@ _FIRST_HREF = re.compile(
     rf"(?i:href)[{_SPACE}]*+=[{_SPACE}]*+(?:\"([^\"]*+)\"?|'([^']*+)'?|([^{_SPACE}>]*+))"
 )
 _QUOTE = {1: '"', 2: "'", 3: ""}
+# Whether a tag may hold the opt-out attribute (any ASCII case, as attribute names are).
+_MAYBE_OPT_OUT = re.compile("-no-track", re.ASCII | re.IGNORECASE)
 _TAG_NAME = re.compile(r"<[A-Za-z]+")
 _TRAILING_SPACE = re.compile(rf"[{_SPACE}]*\Z")
 
@@ -114,6 +158,8 @@ def decode_attribute(value: str) -> str:
     """
     if "&" not in value:
         return value
+    if "&" not in value.replace("&amp;", ""):
+        return value.replace("&amp;", "&")  # the common case: only "&amp;"s
     # "&amp;" is most of the references in links; it is whole, so the text between two of
     # them decodes on its own, and only that text needs the general decoder.
     return "&".join(
@@ -126,6 +172,8 @@ def _encode_attribute(link: str, quote: str) -> str:
     """
     C{link} written as an attribute value in C{quote} (C{'"'}, C{"'"} or C{""}).
     """
+    if quote and "&" not in link and quote not in link:
+        return link  # every tracked link, in quotes: nothing to escape
     if _PLAIN.fullmatch(link):
         return link
     return "".join(
@@ -143,21 +191,9 @@ OptOut = Callable[[str], None]
 def _rewrite_tag(tag: str, track: Track, opt_out: OptOut) -> str | None:
     """
     C{tag} (one C{<a>} or C{<area>} start tag) with its C{href} tracked and its opt-out
-    attributes removed, or C{None} if it stays exactly as it is.
+    attributes removed, or C{None} if it stays exactly as it is: the general case, for tags
+    that may hold the opt-out attribute (L{rewrite_links} does the others itself).
     """
-    if "-no-track" not in tag and "-NO-TRACK" not in tag.upper():
-        # The common case, no opt-out: one match finds the href (the first: browsers
-        # ignore a repeated attribute).
-        first = _FIRST_HREF.match(tag)
-        if first is None or first.lastindex is None:
-            return None
-        value = first.lastindex
-        decoded = decode_attribute(first.group(value))
-        tracked = track(decoded)
-        if tracked is None or tracked == decoded:
-            return None
-        start, end = first.span(value)
-        return tag[:start] + _encode_attribute(tracked, _QUOTE[value]) + tag[end:]
     name_end = _TAG_NAME.match(tag)
     assert name_end is not None
     href: re.Match[str] | None = None
@@ -212,11 +248,24 @@ def rewrite_links(document: str, track: Track, opt_out: OptOut) -> str:
     pieces: list[str] = []
     position = 0
     for match in _NEXT_LINK.finditer(document):
-        if match.start("link") < 0:
-            continue
         start, end = match.span("link")
-        if document[end - 1] != ">":
-            continue  # cut off by the end of the document: browsers drop such a tag
+        if start < 0 or document[end - 1] != ">":
+            continue  # the end, or a tag cut off by it: browsers drop such a tag
+        if _MAYBE_OPT_OUT.search(document, start, end) is None:
+            # The common case, inlined: one match finds the first href in the document
+            # (browsers ignore a repeated attribute), and only its value is replaced.
+            first = _FIRST_HREF.match(document, start, end)
+            if first is None or first.lastindex is None:
+                continue
+            group = first.lastindex
+            decoded = decode_attribute(first.group(group))
+            tracked = track(decoded)
+            if tracked is None or tracked == decoded:
+                continue
+            value_start, value_end = first.span(group)
+            pieces += [document[position:value_start], _encode_attribute(tracked, _QUOTE[group])]
+            position = value_end
+            continue
         rewritten = _rewrite_tag(match.group("link"), track, opt_out)
         if rewritten is not None:
             pieces += [document[position:start], rewritten]

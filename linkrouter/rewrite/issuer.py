@@ -16,11 +16,12 @@ import time
 import uuid
 from contextlib import suppress
 from enum import Enum
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from attrs import field, frozen
 
-from ..codec import Part, TargetRefused, sign
+from ..codec import ClickSigner, Part, TargetRefused, sign
 from ..keys import Key
 from ..linkid import message_key
 from ..target import normalize_target
@@ -199,6 +200,23 @@ def _not_http(value: str) -> str:
     return "a relative link (left as written)"
 
 
+class _PartLinks:
+    """
+    What one session knows of the links of one part (a plain object, not a dictionary keyed
+    by L{Part}: an enum member hashes in Python, and this is consulted for every link).
+    """
+
+    __slots__ = ("known", "part", "signer", "tracked")
+
+    def __init__(self, part: Part, signer: ClickSigner) -> None:
+        self.part = part
+        self.signer = signer
+        self.tracked: dict[str, str] = {}  # destination -> its tracked link in this part
+        # Each link value as written -> its tracked link: a value seen again (the same URL
+        # in a header and a footer) costs one lookup.
+        self.known: dict[str, str] = {}
+
+
 class _Session:
     """
     The rewriting of one message: its LinkIDs, its records and what was skipped.
@@ -210,10 +228,14 @@ class _Session:
         self.issued_at = issued_at
         self.message_key = message_key(message_id)  # LinkIDs: this and the position
         self.positions: dict[str, int] = {}
-        self.tracked: dict[tuple[str, Part], str] = {}
         self.links: list[LinkRecord] = []
         self.skipped: list[Skipped] = []
         self.opted_out: set[str] = set()
+        self.tracked_prefix = rewriter.origin + "/"  # how a link tracked already starts
+        self.html_links, self.text_links = (
+            _PartLinks(part, ClickSigner(rewriter.key, part, issued_at, base=rewriter.base))
+            for part in (Part.HTML, Part.TEXT)
+        )
 
     def skip(self, url: str, part: Part, reason: SkipReason, detail: str = "") -> None:
         self.skipped.append(Skipped(url, part, reason, detail))
@@ -222,6 +244,13 @@ class _Session:
         """
         The tracked link for the link C{written} (decoded), or C{None} (and a report).
         """
+        return self._track(written, self.html_links if part is Part.HTML else self.text_links)
+
+    def _track(self, written: str, links: _PartLinks) -> str | None:
+        known = links.known.get(written)
+        if known is not None:
+            return known
+        part = links.part
         value = written.strip(_STRIPPED)
         if _PLACEHOLDER.search(value):
             self.skip(written, part, SkipReason.PLACEHOLDER)
@@ -234,38 +263,35 @@ class _Session:
         except TargetRefused as refusal:
             self.skip(written, part, SkipReason.REFUSED, str(refusal))
             return None
-        if target.startswith(self.rewriter.origin + "/"):
+        if target.startswith(self.tracked_prefix):
             self.skip(written, part, SkipReason.ALREADY_TRACKED)
             return None
         if target in self.opted_out:
             self.skip(written, part, SkipReason.OPTED_OUT, "opted out in the HTML part")
             return None
-        tracked = self.tracked.get((target, part))
-        if tracked is not None:  # the same destination again: the same link
-            return tracked
-        position = self.positions.get(target, len(self.positions) + 1)
-        identifier = f"{self.message_key}{position}"
-        try:
-            tracked = sign(
-                target,
-                self.rewriter.key,
-                identifier,
-                part,
-                self.issued_at,
-                base=self.rewriter.base,
-            )
-        except TargetRefused as refusal:
-            self.skip(written, part, SkipReason.TOO_LONG, str(refusal))
-            return None
-        self.positions[target] = position
-        self.tracked[target, part] = tracked
-        self.links.append(LinkRecord(identifier, target, part, position, self.message_id))
+        tracked = links.tracked.get(target)
+        if tracked is None:
+            position = self.positions.get(target, len(self.positions) + 1)
+            identifier = f"{self.message_key}{position}"
+            try:
+                tracked = links.signer.link(target, identifier)
+            except TargetRefused as refusal:
+                self.skip(written, part, SkipReason.TOO_LONG, str(refusal))
+                return None
+            self.positions[target] = position
+            links.tracked[target] = tracked
+            self.links.append(LinkRecord(identifier, target, part, position, self.message_id))
+        # Else the same destination again: the same link.
+        links.known[written] = tracked
         return tracked
 
     def opt_out(self, written: str) -> None:
         """
         The HTML link C{written} is marked not to be tracked: nor is its URL in the text.
         """
+        # An opt-out untracks its URL from here on, even where it was tracked before.
+        self.html_links.known.clear()
+        self.text_links.known.clear()
         value = written.strip(_STRIPPED)
         with suppress(TargetRefused):  # a refused URL is never tracked anyway
             self.opted_out.add(normalize_target(value))
@@ -276,7 +302,9 @@ class _Session:
         C{document} with its links tracked (per the mode) and opt-out markers removed.
         """
         if self.rewriter.mode.tracks(Part.HTML):
-            return rewrite_links(document, lambda v: self.track(v, Part.HTML), self.opt_out)
+            return rewrite_links(
+                document, partial(self._track, links=self.html_links), self.opt_out
+            )
         return rewrite_links(document, lambda v: None, self.opt_out)
 
     def text(self, text: str) -> str:
@@ -285,7 +313,7 @@ class _Session:
         """
         if not self.rewriter.mode.tracks(Part.TEXT):
             return text
-        return rewrite_urls(text, lambda v: self.track(v, Part.TEXT))
+        return rewrite_urls(text, partial(self._track, links=self.text_links))
 
     def result(self, content: Content) -> Rewritten[Content]:
         return Rewritten(content, self.message_id, tuple(self.links), tuple(self.skipped))
