@@ -18,6 +18,7 @@ from functools import lru_cache
 import attrs
 from twisted.python.filepath import FilePath
 
+from .addresses import is_global, parse_address
 from .geo import Address, GeoLocator, Place, layered
 from .model import Enrichment, Event, Platform, message_key
 from .scanners import ScannerList, default_scanners, load_scanners
@@ -55,12 +56,11 @@ def _address(ip: str | None) -> Address | None:
     """
     if not ip:
         return None
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
+    address = parse_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return mapped  # a dual-stack listener's view of an IPv4 client
     return address
 
 
@@ -236,7 +236,7 @@ class Enricher:
         address = _address(ip)
         if address is None:
             return _AddressFacts(Place(), None)
-        place = self.geo.locate(address) if address.is_global else Place()
+        place = self.geo.locate(address) if is_global(address) else Place()
         return _AddressFacts(place, self.scanners.scanner_for_address(address, place.network))
 
     def enrich(self, events: Sequence[Event]) -> list[Enrichment]:

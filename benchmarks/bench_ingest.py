@@ -1,0 +1,141 @@
+"""
+How fast the collector turns an inflated batch into checked, enriched events: the CPU the
+HTTP ingest spends per event before the store, against C{orjson.loads} of the same lines
+measured in the same run (alternating rounds, best of each, since the machine is shared).
+
+The data is the hard case the issue names: almost every event from an address never seen
+before (so no address cache helps) and a few hundred distinct User-Agents. The aim is
+parse + enrich together at most 20 us an event, leaving the store room for 20,000 events/s.
+
+Run with C{python benchmarks/bench_ingest.py [--quick]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+import zlib
+from collections.abc import Callable
+
+import orjson
+
+from linkrouter.collector.enrich import Enricher, default_enricher
+from linkrouter.collector.ingest import parse_batch
+
+ISSUED = 1_764_780_000
+AGENT_TEMPLATES = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/{v}.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.{v} Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+    "like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/{v}.0.6778.81 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.{v}; Pro)",
+]
+
+
+def line(fields: dict[str, object]) -> bytes:
+    """A journal line as the router writes it: the JSON object, then its crc32."""
+    body = orjson.dumps(fields)
+    return body[:-1] + b',"crc":"%08x"}' % zlib.crc32(body)
+
+
+def batch(count: int, seed: int, agents: list[str]) -> bytes:
+    """
+    C{count} journal lines: nine in ten from an address unique to the batch (a fifth of
+    them IPv6, truncated as the router stores them), User-Agents from C{agents}.
+    """
+    rng = random.Random(seed)
+    lines = []
+    for number in range(count):
+        if rng.random() < 0.2:
+            ip = f"2a02:{rng.randint(0x8100, 0x81FF):x}:{rng.randint(0, 0xFFFF):x}::"
+        else:
+            ip = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.0"
+        milliseconds = (ISSUED + 3600 + seed * 100) * 1000 + number * 7
+        seconds, fraction = divmod(milliseconds, 1000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
+        lines.append(
+            line(
+                {
+                    "v": 1,
+                    "id": f"0193{seed:04x}-{number:04x}-7000-8000-{rng.getrandbits(48):012x}",
+                    "seq": seed * count + number,
+                    "router": "r1",
+                    "ts": stamp,
+                    "kind": "open" if rng.random() < 0.2 else "click",
+                    "link": f"{rng.getrandbits(60):015x}"[:12] + f"{rng.randint(0, 5):04d}",
+                    "key": "k1",
+                    "part": "html" if rng.random() < 0.7 else "text",
+                    "issued": ISSUED,
+                    "method": "HEAD" if rng.random() < 0.02 else "GET",
+                    "ip": ip,
+                    "ua": rng.choice(agents),
+                }
+            )
+        )
+    return b"\n".join(lines) + b"\n"
+
+
+def timed(function: Callable[..., object], *arguments: object) -> float:
+    start = time.perf_counter()
+    function(*arguments)
+    return time.perf_counter() - start
+
+
+def loads_each(lines: list[bytes]) -> list[object]:
+    return [orjson.loads(x) for x in lines]
+
+
+def parse_and_enrich(enricher: Enricher, data: bytes, count: int) -> object:
+    return enricher.enrich(parse_batch(data, "r1", count).events)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few rounds only (smoke test)")
+    options = parser.parse_args(argv)
+    count, rounds = (2_000, 3) if options.quick else (5_000, 9)
+    rng = random.Random(5)
+    agents = [rng.choice(AGENT_TEMPLATES).format(v=n) for n in range(300)]
+    enricher = default_enricher()
+    enricher.enrich(parse_batch(batch(count, 0, agents), "r1", count).events)  # UAs seen
+    best = dict.fromkeys(("loads", "parse", "enrich", "both"), float("inf"))
+    for round_number in range(1, rounds + 1):
+        data = batch(count, round_number, agents)
+        lines = data.split(b"\n")[:-1]
+        best["loads"] = min(best["loads"], timed(loads_each, lines))
+        events = parse_batch(data, "r1", count).events
+        assert len(events) == count, "the benchmark's lines must all be valid"
+        best["parse"] = min(best["parse"], timed(parse_batch, data, "r1", count))
+        # enrich and both on fresh batches, so no address was seen before
+        fresh = parse_batch(batch(count, 1000 + round_number, agents), "r1", count).events
+        best["enrich"] = min(best["enrich"], timed(enricher.enrich, fresh))
+        other = batch(count, 2000 + round_number, agents)
+        best["both"] = min(best["both"], timed(parse_and_enrich, enricher, other, count))
+    print(
+        f"python {sys.version.split()[0]}; batches of {count:,} lines, ~90% unseen addresses, "
+        f"{len(agents)} User-Agents; best of {rounds} alternating rounds"
+    )
+    baseline = best["loads"]
+    for name, label in (
+        ("loads", "orjson.loads of each line (baseline)"),
+        ("parse", "parse_batch: crc, JSON, validation"),
+        ("enrich", "enrich (unseen addresses)"),
+        ("both", "parse + enrich (aim <= 20 us)"),
+    ):
+        seconds = best[name]
+        print(
+            f"{label:<40} {seconds / count * 1e6:6.1f} us/event  {count / seconds:>9,.0f} /s"
+            f"  {seconds / baseline:5.1f}x baseline"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
