@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sync.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_rewrite.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_enrich.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
 clean:

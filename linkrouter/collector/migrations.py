@@ -35,10 +35,16 @@ class Dialect:
     compact: str
     least: str
     greatest: str
+    #: Whether other writers may hold row locks at the same time (they may in PostgreSQL,
+    #: where collectors lock rollup rows in one order so as not to deadlock; SQLite has one
+    #: writer a file, which need not pay for sorting).
+    concurrent_writers: bool
 
 
-SQLITE = Dialect("sqlite", "TEXT", " WITHOUT ROWID", "min", "max")
-POSTGRES = Dialect("postgresql", 'TEXT COLLATE "C"', "", "LEAST", "GREATEST")
+SQLITE = Dialect("sqlite", "TEXT", " WITHOUT ROWID", "min", "max", concurrent_writers=False)
+POSTGRES = Dialect(
+    "postgresql", 'TEXT COLLATE "C"', "", "LEAST", "GREATEST", concurrent_writers=True
+)
 
 
 @attrs.frozen
