@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .answer import answer, respond
 from .blocklist import EMPTY, BlockList
 from .codec import Kind, TrackedLink, verify
 from .event import Hit
@@ -38,23 +39,16 @@ GONE_PAGE = b"<!DOCTYPE html><title>Gone</title><p>This link has been disabled.<
 _EVERY = ((b"server", b"linkrouter"), (b"strict-transport-security", HSTS))
 _NO_STORE = (*_EVERY, (b"cache-control", b"no-store"))
 _HTML = (b"content-type", b"text/html; charset=utf-8")
-_REDIRECT = header_block(
-    (*_NO_STORE, (b"referrer-policy", b"no-referrer"), (b"content-length", b"0"))
-)
-_PIXEL = header_block(
-    (
-        *_NO_STORE,
-        (b"referrer-policy", b"no-referrer"),
-        (b"content-type", b"image/gif"),
-        (b"content-length", str(len(PIXEL)).encode()),
-    )
-)
-_NOT_FOUND = header_block((*_NO_STORE, _HTML))
-_GONE = _NOT_FOUND
-_NOT_ALLOWED = header_block((*_NO_STORE, _HTML, (b"allow", b"GET, HEAD")))
-_HEALTH = header_block((*_NO_STORE, (b"content-type", b"text/plain; charset=utf-8")))
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_NO_REFERRER = (b"referrer-policy", b"no-referrer")
+_REDIRECT = answer(302, (*_NO_STORE, _NO_REFERRER))
+_PIXEL = answer(200, (*_NO_STORE, _NO_REFERRER, (b"content-type", b"image/gif")), PIXEL)
+_NOT_FOUND = answer(404, (*_NO_STORE, _HTML), NOT_FOUND_PAGE)
+_GONE = answer(410, (*_NO_STORE, _HTML), GONE_PAGE)
+_NOT_ALLOWED = answer(405, (*_NO_STORE, _HTML, (b"allow", b"GET, HEAD")), NOT_ALLOWED_PAGE)
+_HEALTHY = answer(200, (*_NO_STORE, _TEXT), b"ok\n")
+_DRAINING = answer(503, (*_NO_STORE, _TEXT), b"draining\n")
 _CLOSE = header_block(((b"connection", b"close"),))
-_LOCATION = header_block(((b"location", b"/"),))[0][0]
 
 
 def _ignore(outcome: str, seconds: float) -> None:
@@ -102,49 +96,40 @@ class LinkResource(Resource):
         """Set once a graceful stop begins: C{/healthz} then answers 503, and every answer
         closes its connection."""
 
-    def render(self, request: Request) -> bytes | int:
+    def render(self, request: Request) -> int:
         started = time.perf_counter()
         if self.draining:
             _close_after(request)
         method = request.method
         if method != b"GET" and method != b"HEAD":
-            request.setResponseCode(405)
-            set_headers(request, _NOT_ALLOWED)
+            respond(request, _NOT_ALLOWED)
             self._observe("method", time.perf_counter() - started)
-            return NOT_ALLOWED_PAGE
+            return NOT_DONE_YET
         path = request.path.decode("latin-1")
         if path == "/healthz":
-            set_headers(request, _HEALTH)
+            respond(request, _DRAINING if self.draining else _HEALTHY)
             self._observe("health", time.perf_counter() - started)
-            if self.draining:
-                request.setResponseCode(503)
-                return b"draining\n"
-            return b"ok\n"
+            return NOT_DONE_YET
         link = verify(path, self._keys())
         if not isinstance(link, TrackedLink):
-            request.setResponseCode(404)
-            set_headers(request, _NOT_FOUND)
+            respond(request, _NOT_FOUND)
             self._observe("invalid", time.perf_counter() - started)
-            return NOT_FOUND_PAGE
+            return NOT_DONE_YET
         if self._blocklist().reason(link) is not None:
-            request.setResponseCode(410)
-            set_headers(request, _GONE)
+            respond(request, _GONE)
             self._observe("blocked", time.perf_counter() - started)
-            return GONE_PAGE
+            return NOT_DONE_YET
         if link.kind is Kind.OPEN:
-            set_headers(request, _PIXEL)
-            request.write(PIXEL)
+            written = respond(request, _PIXEL)
             outcome = "open"
         else:
             assert link.target is not None
-            request.setResponseCode(302)
-            set_headers(request, _REDIRECT)
             # The codec only yields printable ASCII targets: nothing to check or escape.
-            request.responseHeaders._rawHeaders[_LOCATION] = [link.target.encode("ascii")]
+            written = respond(request, _REDIRECT, link.target.encode("ascii"))
             outcome = "redirect"
-        request.finish()  # the answer is on its way before the click is recorded
+        # the answer is on its way before the click is recorded
         self._observe(outcome, time.perf_counter() - started)
-        if self._record is not None:
+        if written and self._record is not None:
             agents = request.requestHeaders.getRawHeaders(b"user-agent")
             self._record(
                 Hit(

@@ -321,13 +321,21 @@ class LinkResourceTests(SynchronousTestCase):
 
     def test_nothingLogged(self) -> None:
         """
-        Serving links logs nothing that holds a path, a destination or a query.
+        Serving links logs nothing that holds a path, a destination or a query, whatever
+        the answer and the method (Twisted logs the path of a C{HEAD} request whose resource
+        returns a body).
         """
         events: list[LogEvent] = []
         globalLogPublisher.addObserver(events.append)
+        pixel = sign(None, KEY, "L1", Part.HTML, 1764780000, base=BASE, kind=Kind.OPEN)
         try:
-            self.request(path_of(self.link) + "?q=s3cret")
-            self.request("/1s/s3cret/x")
+            for method in [b"GET", b"HEAD", b"POST"]:
+                self.request(path_of(self.link) + "?q=s3cret", method)
+                self.request(path_of(pixel) + "?q=s3cret", method)
+                self.request("/1s/s3cret/x", method)
+                self.request("/healthz?s3cret", method)
+            self.blocklist = BlockList(link_ids=frozenset({"L1"}))
+            self.request(path_of(self.link) + "?q=s3cret", b"HEAD")
         finally:
             globalLogPublisher.removeObserver(events.append)
         text = repr(events)
