@@ -24,6 +24,9 @@ from linkrouter.event import (
     MAX_USER_AGENT,
     Hit,
     IPStorage,
+    _stored_ip,
+    _utc,
+    _uuid7,
     decode_line,
     encode_hits,
     uuid7,
@@ -459,3 +462,63 @@ class TimestampTests(SynchronousTestCase):
             event = decode_line(one_line(make_hit(when=when)))
             assert event is not None
             self.assertEqual(event["ts"], expected)
+
+
+def _reference_lines(
+    hits: list[Hit], first_sequence: int, storage: IPStorage, randomness: bytes
+) -> bytes:
+    """
+    The lines of C{hits} built one event at a time, each id by L{uuid7}'s own construction
+    from its 10 bytes of C{randomness}: what a batch must equal, byte for byte.
+    """
+    lines = []
+    for index, hit in enumerate(hits):
+        milliseconds = int(hit.time * 1000)
+        random = int.from_bytes(randomness[10 * index : 10 * index + 10], "big")
+        event = {
+            "v": EVENT_VERSION,
+            "id": _uuid7(milliseconds, random),
+            "seq": first_sequence + index,
+            "router": ROUTER,
+            "ts": _utc(milliseconds),
+            "kind": hit.link.kind.value,
+            "link": hit.link.link_id,
+            "key": hit.link.key_id,
+            "part": hit.link.part.value,
+            "issued": hit.link.issued_at,
+            "method": hit.method.decode("latin-1"),
+            "ip": _stored_ip(hit.ip, storage),
+            "ua": hit.user_agent[:MAX_USER_AGENT].decode("utf-8", "backslashreplace"),
+        }
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+        lines.append(body[:-1] + b',"crc":"%08x"}\n' % zlib.crc32(body))
+    return b"".join(lines)
+
+
+class BatchTests(SynchronousTestCase):
+    @_FEW
+    @given(
+        times=st.lists(
+            st.one_of(times, st.sampled_from([1_764_780_000.0, 1_764_780_000.0004])),
+            min_size=1,
+            max_size=12,
+        ),
+        agents=st.lists(user_agents, min_size=12, max_size=12),
+        storage=st.sampled_from(list(IPStorage)),
+        randomness=st.binary(min_size=120, max_size=120),
+    )
+    def test_batchIsEventByEvent(
+        self, times: list[float], agents: list[bytes], storage: IPStorage, randomness: bytes
+    ) -> None:
+        """
+        A batch's lines are those of its events encoded one by one with the same
+        randomness, whatever the times (several in one millisecond share its time fields).
+        """
+        link = TrackedLink(Kind.CLICK, Part.HTML, TARGET, "k", "L1", 1_764_000_000)
+        hits = [
+            Hit(when, link, b"GET", "2001:db8::7", agent)
+            for when, agent in zip(times, agents, strict=False)
+        ]
+        self.patch(os, "urandom", lambda size: randomness[:size])
+        data, _ = encode_hits(hits, ROUTER, 7, storage)
+        self.assertEqual(data, _reference_lines(hits, 7, storage, randomness))
