@@ -34,6 +34,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_resource.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_router.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_sync.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_rewrite.py $(BENCH_ARGS)

@@ -17,44 +17,20 @@ C{BARE_LOCATION} sets the Location (default C{https://www.example.com/}). It lis
 from __future__ import annotations
 
 import os
+import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application
 from twisted.internet import reactor
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.python.filepath import FilePath
-from twisted.web import http
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
 
 from linkrouter.tap import CLIENT_TIMEOUT
 from linkrouter.tls import server_options
 
-
-class UnloggedSite(Site):
-    """
-    Twisted's site as it comes, but without the access log (the router writes none).
-    """
-
-    def log(self, request: http.Request) -> None:
-        pass
-
-
-class ConstantRedirect(Resource):
-    """
-    A leaf answering everything with C{302 Found} to one location and an empty body.
-    """
-
-    isLeaf = True
-
-    def __init__(self, location: bytes) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.location = location
-
-    def render(self, request: Request) -> bytes:
-        request.setResponseCode(302)
-        request.setHeader(b"location", self.location)
-        return b""
+# twistd -y runs this file from the server's own directory: find baseline.py beside it
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from baseline import ConstantRedirect, UnloggedSite
 
 
 def bare_service(
