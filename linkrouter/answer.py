@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from attrs import frozen
-from twisted.web.http import RESPONSES
+from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request
 
-from .headers import HeaderBlock, header_block
+from .headers import HeaderBlock, header_block, set_headers
 
 __all__ = ["Answer", "answer", "respond"]
 
@@ -61,10 +61,13 @@ def respond(request: Request, fixed: Answer, location: bytes | None = None) -> b
 
     Headers already set on the request are written too, but those the answer names are
     replaced by the answer's. C{location} must be printable ASCII: it is not checked.
-    C{tests.test_answer} fails if C{twisted.web} changes what this relies on.
+    C{tests.test_answer} fails if C{twisted.web} changes what this relies on. On anything
+    but an HTTP/1.x channel (an HTTP/2 stream, say), C{twisted.web} writes the answer.
     """
     if request._disconnected:
         return False
+    if not isinstance(request.channel, HTTPChannel):
+        return _respond_generic(request, fixed, location)
     request.code = fixed.code
     request.code_message = fixed.status[4:]
     request.startedWriting = 1
@@ -72,6 +75,7 @@ def respond(request: Request, fixed: Answer, location: bytes | None = None) -> b
     lines = [request.clientproto, b" ", fixed.status, b"\r\n", fixed.head]
     if location is not None:
         lines += (b"Location: ", location, b"\r\n")
+        raw.pop(b"Location", None)
     if raw:
         for name, _ in fixed.headers:
             raw.pop(name, None)
@@ -86,4 +90,15 @@ def respond(request: Request, fixed: Answer, location: bytes | None = None) -> b
     request.finished = 1
     if not request.queued:
         request._cleanup()
+    return True
+
+
+def _respond_generic(request: Request, fixed: Answer, location: bytes | None) -> bool:
+    request.setResponseCode(fixed.code)
+    set_headers(request, fixed.headers)
+    if location is not None:
+        request.responseHeaders.setRawHeaders(b"location", [location])
+    if request.method != b"HEAD":
+        request.write(fixed.body)
+    request.finish()
     return True

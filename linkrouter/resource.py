@@ -70,7 +70,8 @@ class LinkResource(Resource):
         takes effect at the next request without a restart.
     @param record: takes each verified hit after its response is finished; must not raise.
     @param observe: takes each request's outcome (C{redirect}, C{open}, C{invalid},
-        C{blocked}, C{method}, C{health}) and the seconds spent answering it, for metrics.
+        C{blocked}, C{method}, C{health}) and the seconds spent answering it, for metrics;
+        called after the answer is finished, so it must not raise either.
     @param now: seconds since the epoch, the time stamped on hits.
     @param blocklist: called once per valid link for the current block list (reloadable,
         like C{keys}); a listed link answers 410, outcome C{blocked}, and is not recorded.

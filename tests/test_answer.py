@@ -71,19 +71,19 @@ def _exchange(resource: Resource, data: bytes) -> tuple[bytes, bool]:
     return transport.value(), not transport.disconnecting
 
 
-def _parts(raw: bytes) -> tuple[bytes, frozenset[bytes], bytes]:
+def _parts(raw: bytes) -> tuple[bytes, list[bytes], bytes]:
     """
-    The status line, the set of header lines (names lower-cased; C{Date} left out) and the
-    body.
+    The status line, the header lines sorted (names lower-cased; C{Date} left out; a header
+    written twice is there twice) and the body.
     """
     head, _, body = raw.partition(b"\r\n\r\n")
     status, *lines = head.split(b"\r\n")
-    headers = set()
+    headers = []
     for line in lines:
         name, _, value = line.partition(b": ")
         if name.lower() != b"date":
-            headers.add(name.lower() + b": " + value)
-    return status, frozenset(headers), body
+            headers.append(name.lower() + b": " + value)
+    return status, sorted(headers), body
 
 
 class RespondTests(SynchronousTestCase):
@@ -159,3 +159,60 @@ class RespondTests(SynchronousTestCase):
         request.connectionLost(Exception("gone"))  # type: ignore[no-untyped-call]
         self.assertFalse(respond(request, ANSWERS[0]))
         self.assertEqual(channel.transport.written.getvalue(), b"")
+
+    def test_otherChannels(self) -> None:
+        """
+        On a channel that is not HTTP/1.x (an HTTP/2 stream, a test's dummy), the answer is
+        written by C{twisted.web}: same status, headers and body.
+        """
+        channel = DummyChannel()  # type: ignore[no-untyped-call]
+        request = Request(channel)  # type: ignore[no-untyped-call]
+        request.method = b"GET"
+        request.clientproto = b"HTTP/1.1"
+        bodies: list[bytes] = []
+        write = request.write
+        request.write = lambda data: bodies.append(data) or write(data)  # type: ignore[method-assign, func-returns-value]
+        self.assertTrue(respond(request, ANSWERS[1], b"https://example.com/"))
+        self.assertEqual(bodies, [b"<p>not found</p>\n"])
+        written = channel.transport.written.getvalue()
+        self.assertTrue(written.startswith(b"HTTP/1.1 404 Not Found\r\n"), written)
+        self.assertIn(b"\r\nLocation: https://example.com/\r\n", written)
+        self.assertIn(b"\r\nContent-Length: 17\r\n", written)
+        self.assertTrue(written.endswith(b"\r\n\r\n<p>not found</p>\n"))
+        self.assertTrue(request.finished)
+
+    def test_locationReplaced(self) -> None:
+        """
+        A C{Location} already set on the request is replaced by the one given, not repeated.
+        """
+
+        class Relocated(_Answering):
+            def render(self, request: Request) -> bytes | int:
+                request.setHeader(b"location", b"https://old.example/")
+                return super().render(request)
+
+        raw, _ = _exchange(
+            Relocated(ANSWERS[0], b"https://new.example/", fast=True), b"GET / HTTP/1.1\r\n\r\n"
+        )
+        self.assertEqual(raw.count(b"Location: "), 1)
+        self.assertIn(b"Location: https://new.example/\r\n", raw)
+
+    def test_keepAlive(self) -> None:
+        """
+        Requests one after another and pipelined in one read on one connection are each
+        answered in order, and the connection stays open.
+        """
+        resource = _Answering(ANSWERS[2], None, fast=True)
+        protocol = _Unlogged(resource).buildProtocol(PEER)
+        assert protocol is not None
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+        protocol.dataReceived(request)
+        protocol.dataReceived(request * 3)
+        answers = transport.value().split(b"HTTP/1.1 200 OK\r\n")
+        self.assertEqual(answers[0], b"")
+        self.assertEqual(len(answers), 5)
+        self.assertTrue(all(answer.endswith(b"GIF89a\x01\x00") for answer in answers[1:]))
+        self.assertEqual(resource.finished, [None] * 4)
+        self.assertFalse(transport.disconnecting)

@@ -522,3 +522,18 @@ class BatchTests(SynchronousTestCase):
         self.patch(os, "urandom", lambda size: randomness[:size])
         data, _ = encode_hits(hits, ROUTER, 7, storage)
         self.assertEqual(data, _reference_lines(hits, 7, storage, randomness))
+
+    def test_idsInOneMillisecond(self) -> None:
+        """
+        The events of one millisecond get distinct UUIDv7 ids of that millisecond, version 7
+        with the RFC variant.
+        """
+        link = TrackedLink(Kind.CLICK, Part.HTML, TARGET, "k", "L1", 1_764_000_000)
+        hits = [Hit(1_764_780_000.1234, link, b"GET", "192.0.2.1", b"") for _ in range(2000)]
+        data, _ = encode_hits(hits, ROUTER, 1, IPStorage.FULL)
+        ids = [uuid.UUID(json.loads(line)["id"]) for line in data.splitlines()]
+        self.assertEqual(len(set(ids)), 2000)
+        for value in ids:
+            self.assertEqual(value.version, 7)
+            self.assertEqual(value.variant, uuid.RFC_4122)
+            self.assertEqual(value.int >> 80, 1_764_780_000_123)
