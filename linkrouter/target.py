@@ -55,9 +55,10 @@ def _is_valid_punycode(label: str) -> bool:
         return True
     try:
         name = label[4:].encode("ascii").decode("punycode")
+        # A name holding a lone surrogate has no UTF-8 form: IDNA cannot take it.
+        return bool(name) and idna_to_ascii(name).decode("ascii") == label
     except UnicodeError:
         return False
-    return bool(name) and idna_to_ascii(name).decode("ascii") == label
 
 
 def _authority_host(authority: str) -> str:

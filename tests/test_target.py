@@ -233,6 +233,7 @@ class HostTests(SynchronousTestCase):
             "http://xn--/",
             "http://xn--a.com/",
             "http://xn--abc-.com/",
+            "http://xn--0x0c/",  # decodes to a lone surrogate
         ]:
             self.assertRaises(TargetRefused, normalize_target, raw)
         self.assertEqual(
