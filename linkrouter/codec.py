@@ -163,10 +163,7 @@ _UNESCAPE = {
 # Everything but the unreserved characters is escaped in the readable target, upper-case hex.
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _ESCAPED = {chr(b): f"%{b:02X}" for b in range(0x21, 0x7F) if chr(b) not in _UNRESERVED}
-
-
-# "%" first: the escapes written after it hold "%" themselves.
-_ESCAPE_ORDER = sorted(_ESCAPED.items(), key=lambda item: item[0] != "%")
+_RESERVED = re.compile(f"[^{re.escape(_UNRESERVED)}]")
 
 
 @lru_cache(maxsize=4096)
@@ -176,14 +173,19 @@ def _readable(rest: str) -> str:
     Cached, like L{normalize_target}: a bulk send signs the same few destinations again and
     again.
     """
-    if not (rest.isascii() and rest.isprintable()) or " " in rest:
-        raise ValueError(f"{rest!r} is not a normalized target")  # never: normalize_target
-    # A URL holds a few of the 28 reserved characters: replacing just those, each in one
-    # pass in C, is twice as fast as splitting at every one of them.
-    for character, escaped in _ESCAPE_ORDER:
-        if character in rest:
-            rest = rest.replace(character, escaped)
-    return rest
+    # A URL holds a few of the 28 reserved characters, many times each: one scan in C finds
+    # which, and each is replaced in one pass ("%" first: the escapes hold "%" themselves).
+    present = set(_RESERVED.findall(rest))
+    readable = rest
+    try:
+        if "%" in present:
+            present.remove("%")
+            readable = readable.replace("%", "%25")
+        for character in present:
+            readable = readable.replace(character, _ESCAPED[character])
+    except KeyError:  # never: normalize_target
+        raise ValueError(f"{rest!r} is not a normalized target") from None
+    return readable
 
 
 def _message(head: str, key_id: str, link_id: str, issued_at: int, target: str) -> bytes:

@@ -1360,6 +1360,33 @@ class ClickSignerTests(SynchronousTestCase):
         self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
 
 
+class ReadableTests(SynchronousTestCase):
+    """
+    The readable segment escapes exactly the reserved characters, as the format says.
+    """
+
+    @_SETTINGS
+    @given(st.text(_PRINTABLE, max_size=60))
+    def test_asDocumented(self, rest: str) -> None:
+        """
+        For any printable ASCII, every character but A-Z a-z 0-9 - . _ ~ is escaped as
+        upper-case %XX ("%" too, so an escape in the target stays one), like urllib's quote.
+        """
+        codec._readable.cache_clear()
+        self.assertEqual(codec._readable(rest), quote(rest, safe=""))
+        self.assertEqual(codec._readable(rest), quote(rest, safe=""))  # and from the cache
+
+    def test_notATarget(self) -> None:
+        """
+        Space, controls and non-ASCII are no part of a normalized target: refused, with the
+        text as given.
+        """
+        for rest in ["a b", "a%2F\x7f", "\x00", "é/%41"]:
+            with self.assertRaises(ValueError) as raised:
+                codec._readable(rest)
+            self.assertIn(repr(rest), str(raised.exception))
+
+
 class KeyMacTests(SynchronousTestCase):
     """
     Key.mac is HMAC-SHA256.
