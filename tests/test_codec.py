@@ -1329,9 +1329,9 @@ class ClickSignerTests(SynchronousTestCase):
     ) -> None:
         raw, target, key, link_id, part, issued_at = inputs
         signer = ClickSigner(key, part, issued_at, base=base)
-        self.assertEqual(
-            signer.link(target, link_id), sign(raw, key, link_id, part, issued_at, base=base)
-        )
+        expected = sign(raw, key, link_id, part, issued_at, base=base)
+        self.assertEqual(signer.link(target, link_id), expected)
+        self.assertEqual(signer.link_with_valid_id(target, link_id), expected)
 
     def test_refusals(self) -> None:
         """
@@ -1355,9 +1355,10 @@ class ClickSignerTests(SynchronousTestCase):
         target = "https://example.com/" + "&" * 700
         with self.assertRaises(TargetRefused) as expected_refusal:
             sign(target, KEY_A, "L", Part.HTML, 1, base=BASE)
-        with self.assertRaises(TargetRefused) as refusal:
-            signer.link(target, "L")
-        self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
+        for link in [signer.link, signer.link_with_valid_id]:
+            with self.assertRaises(TargetRefused) as refusal:
+                link(target, "L")
+            self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
 
 
 class ReadableTests(SynchronousTestCase):

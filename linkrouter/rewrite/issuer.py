@@ -244,9 +244,9 @@ class _Session:
         """
         The tracked link for the link C{written} (decoded), or C{None} (and a report).
         """
-        return self._track(written, self.html_links if part is Part.HTML else self.text_links)
+        return self._track(self.html_links if part is Part.HTML else self.text_links, written)
 
-    def _track(self, written: str, links: _PartLinks) -> str | None:
+    def _track(self, links: _PartLinks, written: str) -> str | None:
         known = links.known.get(written)
         if known is not None:
             return known
@@ -272,9 +272,9 @@ class _Session:
         tracked = links.tracked.get(target)
         if tracked is None:
             position = self.positions.get(target, len(self.positions) + 1)
-            identifier = f"{self.message_key}{position}"
+            identifier = f"{self.message_key}{position}"  # valid: base64url, then digits
             try:
-                tracked = links.signer.link(target, identifier)
+                tracked = links.signer.link_with_valid_id(target, identifier)
             except TargetRefused as refusal:
                 self.skip(written, part, SkipReason.TOO_LONG, str(refusal))
                 return None
@@ -302,9 +302,8 @@ class _Session:
         C{document} with its links tracked (per the mode) and opt-out markers removed.
         """
         if self.rewriter.mode.tracks(Part.HTML):
-            return rewrite_links(
-                document, partial(self._track, links=self.html_links), self.opt_out
-            )
+            # The part bound by position: a partial with a keyword builds a dict every call.
+            return rewrite_links(document, partial(self._track, self.html_links), self.opt_out)
         return rewrite_links(document, lambda v: None, self.opt_out)
 
     def text(self, text: str) -> str:
@@ -313,7 +312,7 @@ class _Session:
         """
         if not self.rewriter.mode.tracks(Part.TEXT):
             return text
-        return rewrite_urls(text, partial(self._track, links=self.text_links))
+        return rewrite_urls(text, partial(self._track, self.text_links))
 
     def result(self, content: Content) -> Rewritten[Content]:
         return Rewritten(content, self.message_id, tuple(self.links), tuple(self.skipped))
