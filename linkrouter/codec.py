@@ -168,26 +168,27 @@ _ESCAPED_BYTES = {ord(character): (character, escaped) for character, escaped in
 
 
 @lru_cache(maxsize=4096)
-def _readable(rest: str) -> str:
+def _readable(href: str) -> str:
     """
-    The target without its scheme as one path segment: every reserved character escaped.
-    Cached, like L{normalize_target}: a bulk send signs the same few destinations again and
-    again.
+    The target C{href} without its scheme as one path segment: every reserved character
+    escaped. Cached, like L{normalize_target}, and by the target itself, whose hash is known
+    already: a bulk send signs the same few destinations again and again.
     """
-    # A URL holds a few of the 28 reserved characters, many times each: deleting the
-    # unreserved ones in one pass in C says which, and each is replaced in one pass ("%"
-    # first: the escapes hold "%" themselves).
-    readable = rest
     try:
+        rest = href[href.index("://") + 3 :]
+        # A URL holds a few of the 28 reserved characters, many times each: deleting the
+        # unreserved ones in one pass in C says which, and each is replaced in one pass ("%"
+        # first: the escapes hold "%" themselves).
         present = set(rest.encode("ascii").translate(None, _UNRESERVED_BYTES))
+        readable = rest
         if 0x25 in present:
             present.remove(0x25)
             readable = readable.replace("%", "%25")
         for byte in present:
             character, escaped = _ESCAPED_BYTES[byte]
             readable = readable.replace(character, escaped)
-    except (UnicodeEncodeError, KeyError):  # never: normalize_target
-        raise ValueError(f"{rest!r} is not a normalized target") from None
+    except (ValueError, KeyError):  # never: normalize_target
+        raise ValueError(f"{href!r} is not a normalized target") from None
     return readable
 
 
@@ -315,7 +316,7 @@ def sign(
         https = href.startswith("https://")
         prefix = ("1s" if https else "1") + ("t" if part is Part.TEXT else "")
         layout = _PREFIXES[prefix]
-        head = f"/{prefix}/{_readable(href[len(layout.scheme) :])}"
+        head = f"/{prefix}/{_readable(href)}"
     tag = _tag(key, _message(layout.head, key.key_id, link_id, issued_at, href)).decode("ascii")
     link = f"{origin}{head}/{key.key_id}/{link_id}/{_encode_issued_at(issued_at)}/{tag}"
     if len(link) > MAX_LINK_LENGTH:
@@ -340,9 +341,9 @@ class ClickSigner:
         origin = _checked_base(base)
         text = "t" if part is Part.TEXT else ""
         key_field = f"\x00{chr(len(key.key_id))}{key.key_id}"
-        # Per scheme: how the link starts, how long the scheme is, how the signed string starts.
+        # Per scheme: how the link starts, how the signed string starts.
         self._layouts = {
-            https: (f"{origin}/{prefix}/", len(layout.scheme), layout.head + key_field)
+            https: (f"{origin}/{prefix}/", layout.head + key_field)
             for https, prefix in ((False, "1" + text), (True, "1s" + text))
             for layout in (_PREFIXES[prefix],)
         }
@@ -369,7 +370,7 @@ class ClickSigner:
 
         @raise TargetRefused: the link would be over L{MAX_LINK_LENGTH} characters.
         """
-        start, scheme_length, head = self._layouts[href.startswith("https://")]
+        start, head = self._layouts[href.startswith("https://")]
         size = len(href)
         message = (
             f"{head}\x00{chr(len(link_id))}{link_id}{self._signed_issued}"
@@ -377,7 +378,7 @@ class ClickSigner:
         ).encode("latin-1")
         mac = self._key.mac(message)[:TAG_BYTES]  # _tag, inlined
         tag = binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).decode("ascii")
-        readable = _readable(href[scheme_length:])
+        readable = _readable(href)
         link = f"{start}{readable}/{self._key_id}/{link_id}/{self._issued}/{tag}"
         if len(link) > MAX_LINK_LENGTH:
             raise _too_long(link)

@@ -1367,25 +1367,26 @@ class ReadableTests(SynchronousTestCase):
     """
 
     @_SETTINGS
-    @given(st.text(_PRINTABLE, max_size=60))
-    def test_asDocumented(self, rest: str) -> None:
+    @given(st.sampled_from(["http://", "https://"]), st.text(_PRINTABLE, max_size=60))
+    def test_asDocumented(self, scheme: str, rest: str) -> None:
         """
-        For any printable ASCII, every character but A-Z a-z 0-9 - . _ ~ is escaped as
-        upper-case %XX ("%" too, so an escape in the target stays one), like urllib's quote.
+        For any printable ASCII after the scheme, every character but A-Z a-z 0-9 - . _ ~ is
+        escaped as upper-case %XX ("%" too, so an escape in the target stays one), like
+        urllib's quote.
         """
         codec._readable.cache_clear()
-        self.assertEqual(codec._readable(rest), quote(rest, safe=""))
-        self.assertEqual(codec._readable(rest), quote(rest, safe=""))  # and from the cache
+        self.assertEqual(codec._readable(scheme + rest), quote(rest, safe=""))
+        self.assertEqual(codec._readable(scheme + rest), quote(rest, safe=""))  # cached
 
     def test_notATarget(self) -> None:
         """
-        Space, controls and non-ASCII are no part of a normalized target: refused, with the
-        text as given.
+        Space, controls and non-ASCII are no part of a normalized target, nor is a target
+        without a scheme: refused, with the text as given.
         """
-        for rest in ["a b", "a%2F\x7f", "\x00", "é/%41"]:
+        for href in ["https://a b", "https://a%2F\x7f", "http://\x00", "https://é/%41", "a/b"]:
             with self.assertRaises(ValueError) as raised:
-                codec._readable(rest)
-            self.assertIn(repr(rest), str(raised.exception))
+                codec._readable(href)
+            self.assertIn(repr(href), str(raised.exception))
 
 
 class KeyMacTests(SynchronousTestCase):

@@ -177,6 +177,30 @@ class Rewriter:
 # Markers of the template languages ESPs and frameworks use: a URL holding one is filled in
 # after this rewriting, so signing it would freeze the placeholder into the link.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\||\|\*|%%|\[\[|\]\]|\$\{|<%|%>|\{\$")
+
+
+def _holds_placeholder(value: str) -> bool:
+    """
+    Whether C{value} holds a template marker (L{_PLACEHOLDER}).
+    """
+    # Every marker but "%%" holds one of these nine characters, and most links hold none:
+    # ten substring tests (memchr, in C) cost half a regular expression search of the link.
+    if (
+        "{" in value
+        or "}" in value
+        or "*" in value
+        or "|" in value
+        or "[" in value
+        or "]" in value
+        or "$" in value
+        or "<" in value
+        or ">" in value
+        or "%%" in value
+    ):
+        return _PLACEHOLDER.search(value) is not None
+    return False
+
+
 _HTTP = re.compile(r"https?:", re.IGNORECASE)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # Browsers strip these from both ends of a URL before parsing it.
@@ -252,7 +276,7 @@ class _Session:
             return known
         part = links.part
         value = written.strip(_STRIPPED)
-        if _PLACEHOLDER.search(value):
+        if _holds_placeholder(value):
             self.skip(written, part, SkipReason.PLACEHOLDER)
             return None
         if not _HTTP.match(value):
