@@ -37,18 +37,20 @@ _FILLER = (
 )
 
 
-def _link(n: int, distinct: int) -> str:
+def _link(n: int) -> str:
     return (
-        f'<a href="https://shop.example.com/products/{n % distinct}?utm_source=email&amp;'
+        f'<a href="https://shop.example.com/products/{n}?utm_source=email&amp;'
         f'utm_medium=newsletter&amp;utm_campaign=dec&amp;pos={n}" style="color:#0a84ff;'
         f'text-decoration:none" target="_blank">Product {n}</a>'
     )
 
 
-def document(size: int, links: int, distinct: int) -> str:
+def document(size: int, links: int) -> str:
     """
-    An email-like HTML document of about C{size} characters with C{links} links to
-    C{distinct} destinations, spread evenly, with a style block and conditional comments.
+    An email-like HTML document of about C{size} characters with C{links} links, spread
+    evenly, with a style block and conditional comments. Every link is a destination of its
+    own (its position is in its query, as in a newsletter's tracking parameters): the most
+    work a message can ask of the signer, and with nothing cached every one is new.
     """
     head = (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Your order</title>'
@@ -60,7 +62,7 @@ def document(size: int, links: int, distinct: int) -> str:
     rows = []
     per_link = max(1, (size - len(head) - len(tail)) // max(links, 1))
     for n in range(links):
-        row = f"<tr><td>{_link(n, distinct)}</td></tr>\n"
+        row = f"<tr><td>{_link(n)}</td></tr>\n"
         while len(row) < per_link:
             row += _FILLER
         rows.append(row)
@@ -99,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     key = Key("bench", b"\x42" * 32, KeyState.ACTIVE)
     cases = [
-        ("(a) 40 KB transactional, 20 links", document(40_000, 20, 15), small_repeats),
-        ("(b) 1 MB newsletter, 1,000 links", document(1_000_000, 1_000, 400), large_repeats),
+        ("(a) 40 KB transactional, 20 links", document(40_000, 20), small_repeats),
+        ("(b) 1 MB newsletter, 1,000 links", document(1_000_000, 1_000), large_repeats),
     ]
     rewriter = Rewriter(key, BASE, issued_at=ISSUED_AT)
     print(f"python {sys.version.split()[0]}, lxml {lxml.__version__}; best of {rounds} rounds")

@@ -163,27 +163,33 @@ _UNESCAPE = {
 # Everything but the unreserved characters is escaped in the readable target, upper-case hex.
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _ESCAPED = {chr(b): f"%{b:02X}" for b in range(0x21, 0x7F) if chr(b) not in _UNRESERVED}
-
-
-# "%" first: the escapes written after it hold "%" themselves.
-_ESCAPE_ORDER = sorted(_ESCAPED.items(), key=lambda item: item[0] != "%")
+_UNRESERVED_BYTES = _UNRESERVED.encode("ascii")
+_ESCAPED_BYTES = {ord(character): (character, escaped) for character, escaped in _ESCAPED.items()}
 
 
 @lru_cache(maxsize=4096)
-def _readable(rest: str) -> str:
+def _readable(href: str) -> str:
     """
-    The target without its scheme as one path segment: every reserved character escaped.
-    Cached, like L{normalize_target}: a bulk send signs the same few destinations again and
-    again.
+    The target C{href} without its scheme as one path segment: every reserved character
+    escaped. Cached, like L{normalize_target}, and by the target itself, whose hash is known
+    already: a bulk send signs the same few destinations again and again.
     """
-    if not (rest.isascii() and rest.isprintable()) or " " in rest:
-        raise ValueError(f"{rest!r} is not a normalized target")  # never: normalize_target
-    # A URL holds a few of the 28 reserved characters: replacing just those, each in one
-    # pass in C, is twice as fast as splitting at every one of them.
-    for character, escaped in _ESCAPE_ORDER:
-        if character in rest:
-            rest = rest.replace(character, escaped)
-    return rest
+    try:
+        rest = href[href.index("://") + 3 :]
+        # A URL holds a few of the 28 reserved characters, many times each: deleting the
+        # unreserved ones in one pass in C says which, and each is replaced in one pass ("%"
+        # first: the escapes hold "%" themselves).
+        present = set(rest.encode("ascii").translate(None, _UNRESERVED_BYTES))
+        readable = rest
+        if 0x25 in present:
+            present.remove(0x25)
+            readable = readable.replace("%", "%25")
+        for byte in present:
+            character, escaped = _ESCAPED_BYTES[byte]
+            readable = readable.replace(character, escaped)
+    except (ValueError, KeyError):  # never: normalize_target
+        raise ValueError(f"{href!r} is not a normalized target") from None
+    return readable
 
 
 def _message(head: str, key_id: str, link_id: str, issued_at: int, target: str) -> bytes:
@@ -310,7 +316,7 @@ def sign(
         https = href.startswith("https://")
         prefix = ("1s" if https else "1") + ("t" if part is Part.TEXT else "")
         layout = _PREFIXES[prefix]
-        head = f"/{prefix}/{_readable(href[len(layout.scheme) :])}"
+        head = f"/{prefix}/{_readable(href)}"
     tag = _tag(key, _message(layout.head, key.key_id, link_id, issued_at, href)).decode("ascii")
     link = f"{origin}{head}/{key.key_id}/{link_id}/{_encode_issued_at(issued_at)}/{tag}"
     if len(link) > MAX_LINK_LENGTH:
@@ -335,9 +341,9 @@ class ClickSigner:
         origin = _checked_base(base)
         text = "t" if part is Part.TEXT else ""
         key_field = f"\x00{chr(len(key.key_id))}{key.key_id}"
-        # Per scheme: how the link starts, how long the scheme is, how the signed string starts.
+        # Per scheme: how the link starts, how the signed string starts.
         self._layouts = {
-            https: (f"{origin}/{prefix}/", len(layout.scheme), layout.head + key_field)
+            https: (f"{origin}/{prefix}/", layout.head + key_field)
             for https, prefix in ((False, "1" + text), (True, "1s" + text))
             for layout in (_PREFIXES[prefix],)
         }
@@ -355,7 +361,16 @@ class ClickSigner:
         @raise ValueError: C{link_id} is not a LinkID.
         """
         _check_link_id(link_id)
-        start, scheme_length, head = self._layouts[href.startswith("https://")]
+        return self.link_with_valid_id(href, link_id)
+
+    def link_with_valid_id(self, href: str, link_id: str) -> str:
+        """
+        L{link} for a C{link_id} that is a valid LinkID by construction, as the issuer's
+        (a message key and a position) are: not checked again for every link.
+
+        @raise TargetRefused: the link would be over L{MAX_LINK_LENGTH} characters.
+        """
+        start, head = self._layouts[href.startswith("https://")]
         size = len(href)
         message = (
             f"{head}\x00{chr(len(link_id))}{link_id}{self._signed_issued}"
@@ -363,7 +378,7 @@ class ClickSigner:
         ).encode("latin-1")
         mac = self._key.mac(message)[:TAG_BYTES]  # _tag, inlined
         tag = binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).decode("ascii")
-        readable = _readable(href[scheme_length:])
+        readable = _readable(href)
         link = f"{start}{readable}/{self._key_id}/{link_id}/{self._issued}/{tag}"
         if len(link) > MAX_LINK_LENGTH:
             raise _too_long(link)

@@ -1329,9 +1329,9 @@ class ClickSignerTests(SynchronousTestCase):
     ) -> None:
         raw, target, key, link_id, part, issued_at = inputs
         signer = ClickSigner(key, part, issued_at, base=base)
-        self.assertEqual(
-            signer.link(target, link_id), sign(raw, key, link_id, part, issued_at, base=base)
-        )
+        expected = sign(raw, key, link_id, part, issued_at, base=base)
+        self.assertEqual(signer.link(target, link_id), expected)
+        self.assertEqual(signer.link_with_valid_id(target, link_id), expected)
 
     def test_refusals(self) -> None:
         """
@@ -1355,9 +1355,38 @@ class ClickSignerTests(SynchronousTestCase):
         target = "https://example.com/" + "&" * 700
         with self.assertRaises(TargetRefused) as expected_refusal:
             sign(target, KEY_A, "L", Part.HTML, 1, base=BASE)
-        with self.assertRaises(TargetRefused) as refusal:
-            signer.link(target, "L")
-        self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
+        for link in [signer.link, signer.link_with_valid_id]:
+            with self.assertRaises(TargetRefused) as refusal:
+                link(target, "L")
+            self.assertEqual(str(refusal.exception), str(expected_refusal.exception))
+
+
+class ReadableTests(SynchronousTestCase):
+    """
+    The readable segment escapes exactly the reserved characters, as the format says.
+    """
+
+    @_SETTINGS
+    @given(st.sampled_from(["http://", "https://"]), st.text(_PRINTABLE, max_size=60))
+    def test_asDocumented(self, scheme: str, rest: str) -> None:
+        """
+        For any printable ASCII after the scheme, every character but A-Z a-z 0-9 - . _ ~ is
+        escaped as upper-case %XX ("%" too, so an escape in the target stays one), like
+        urllib's quote.
+        """
+        codec._readable.cache_clear()
+        self.assertEqual(codec._readable(scheme + rest), quote(rest, safe=""))
+        self.assertEqual(codec._readable(scheme + rest), quote(rest, safe=""))  # cached
+
+    def test_notATarget(self) -> None:
+        """
+        Space, controls and non-ASCII are no part of a normalized target, nor is a target
+        without a scheme: refused, with the text as given.
+        """
+        for href in ["https://a b", "https://a%2F\x7f", "http://\x00", "https://é/%41", "a/b"]:
+            with self.assertRaises(ValueError) as raised:
+                codec._readable(href)
+            self.assertIn(repr(href), str(raised.exception))
 
 
 class KeyMacTests(SynchronousTestCase):

@@ -9,6 +9,8 @@ import io
 import json
 
 import ada_url
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,6 +20,7 @@ from linkrouter.keyfile import save_keyring
 from linkrouter.keys import Keyring
 from linkrouter.linkid import message_key
 from linkrouter.rewrite import Rewriter, rewrite_html, rewrite_text
+from linkrouter.rewrite.issuer import _PLACEHOLDER, _holds_placeholder
 
 from .rewriting import BASE, ISSUED_AT, KEY, TRACKED, rewriter, verified
 from .test_target import _ada_href, _load_wpt
@@ -66,6 +69,45 @@ class RewriterTests(SynchronousTestCase):
                 "recipient": "h1",
             },
         )
+
+
+# Links with the characters template markers are made of, in any order.
+_MARKERISH = st.lists(
+    st.sampled_from([*"{}%*|[]$<>", "https://e.com/", "a", "%%", "{{", "é"]), max_size=12
+).map("".join)
+
+
+class PlaceholderTests(SynchronousTestCase):
+    @settings(max_examples=1000, deadline=None)
+    @given(st.one_of(_MARKERISH, st.text(max_size=40)))
+    def test_sameAsThePattern(self, value: str) -> None:
+        """
+        The quick test for template markers says what the marker pattern says.
+        """
+        self.assertEqual(_holds_placeholder(value), _PLACEHOLDER.search(value) is not None)
+
+    def test_everyMarker(self) -> None:
+        """
+        Every marker is found, alone and inside a link; a link with none is not.
+        """
+        for marker in [
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            "*|",
+            "|*",
+            "%%",
+            "[[",
+            "]]",
+            "${",
+            "<%",
+            "%>",
+            "{$",
+        ]:
+            self.assertTrue(_holds_placeholder(marker), marker)
+            self.assertTrue(_holds_placeholder(f"https://e.com/?u={marker}x"), marker)
+        self.assertFalse(_holds_placeholder("https://e.com/a%20b?c=[d]&e=$f*g{h}"))
 
 
 class UrlCorpusTests(SynchronousTestCase):

@@ -17,7 +17,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Part, TrackedLink, sign, verify
 from linkrouter.keys import Key, KeyState
-from linkrouter.target import MAX_TARGET_LENGTH, TargetRefused, normalize_target
+from linkrouter.target import (
+    MAX_TARGET_LENGTH,
+    TargetRefused,
+    is_canonical,
+    normalize_target,
+    parse_target,
+)
 
 _SETTINGS = settings(max_examples=1000, deadline=None)
 
@@ -233,6 +239,7 @@ class HostTests(SynchronousTestCase):
             "http://xn--/",
             "http://xn--a.com/",
             "http://xn--abc-.com/",
+            "http://xn--0x0c/",  # decodes to a lone surrogate
         ]:
             self.assertRaises(TargetRefused, normalize_target, raw)
         self.assertEqual(
@@ -580,3 +587,172 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(_ada_href(target), target)
         self.assertEqual(_ada_href(raw), target)
         self.assertEqual(normalize_target(target), target)
+
+
+def _outcome(function: Any, raw: str) -> str | TargetRefused:
+    """
+    What C{function(raw)} returns, or the L{TargetRefused} it raises.
+    """
+    try:
+        return str(function(raw))
+    except TargetRefused as refusal:
+        return refusal
+
+
+# URLs near the canonical form: mostly in it, or in it but for one piece that the parser would
+# change, refuse or check (one_of repeats a choice to weight it).
+_SAFE_HOST = st.from_regex(
+    r"([a-z0-9]{1,8}(-[a-z0-9]{1,4})?\.){0,3}[a-z][a-z0-9]{0,6}", fullmatch=True
+)
+_ODD_LABEL = st.sampled_from(
+    ["", "A", "1", "0x1", "xn--", "xn--ls8h", "xn--0x0c", "a--b", "-a", "a-", "é", "_", "%41"]
+)
+_ODD_HOST = st.lists(st.one_of(_SAFE_HOST, _ODD_LABEL), min_size=1, max_size=4).map(".".join)
+_SEGMENT = st.from_regex(
+    r"[A-Za-z0-9_~!$&'()*+,;=:@%-][A-Za-z0-9._~!$&'()*+,;=:@%-]{0,8}|", fullmatch=True
+)
+_SAFE_REST = st.builds(
+    "{}{}{}".format,
+    st.lists(_SEGMENT, min_size=1, max_size=4).map(lambda segments: "/" + "/".join(segments)),
+    st.one_of(
+        st.just(""), st.from_regex(r"\?[A-Za-z0-9._~!$&()*+,;=:@%/?-]{0,12}", fullmatch=True)
+    ),
+    st.one_of(
+        st.just(""), st.from_regex(r"#[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]{0,8}", fullmatch=True)
+    ),
+)
+_ODD_PIECE = st.sampled_from(
+    [
+        *["^", "`", "{", "}", "|", "[", "]", "\\", '"', "<", ">", " ", "\t", "\x7f", "é", "'"],
+        *["/.", "/..", "/./", "/../", "/%2e", "/%2E", "/.%2e/", "?", "#", "//", "%zz", "%2e"],
+        *["\u200b", "\u202e", "\uff0e", ":", "@", ""],
+    ]
+)
+_ODD_REST = st.builds(
+    lambda rest, piece, at: rest[:at] + piece + rest[at:],
+    _SAFE_REST,
+    _ODD_PIECE,
+    st.integers(0, 40),
+)
+_NEAR_CANONICAL = st.builds(
+    "{}://{}{}{}".format,
+    st.sampled_from(["http", "https", "http", "https", "HTTP", "Https", "ftp"]),
+    st.one_of(_SAFE_HOST, _SAFE_HOST, _SAFE_HOST, _ODD_HOST),
+    st.sampled_from(["", "", "", "", "", "", ":", ":80", ":443", ":8080", "@a.com", ":x"]),
+    st.one_of(_SAFE_REST, _SAFE_REST, _ODD_REST, _ODD_REST, st.just("")),
+)
+
+
+_LONG_PREFIX = "https://e.com/x.y/"
+
+
+class CanonicalFastPathTests(SynchronousTestCase):
+    """
+    L{normalize_target} returns a URL already in the parser's form without parsing it: the
+    fast path and the parser must never disagree.
+    """
+
+    def assertAgrees(self, raw: str) -> None:
+        """
+        If C{raw} takes the fast path, the parser and every rule give C{raw} itself; either
+        way L{normalize_target} gives what L{parse_target} gives.
+        """
+        if is_canonical(raw):
+            self.assertEqual(_outcome(parse_target, raw), raw)
+            self.assertEqual(_ada_href(raw), raw)
+        expected = _outcome(parse_target, raw)
+        actual = _outcome(normalize_target.__wrapped__, raw)
+        if isinstance(expected, TargetRefused):
+            self.assertIsInstance(actual, TargetRefused, raw)
+            self.assertEqual(str(actual), str(expected), raw)
+        else:
+            self.assertEqual(actual, expected, raw)
+
+    def test_commonLinks(self) -> None:
+        """
+        The links of a bulk send take the fast path; anything the parser would change does
+        not.
+        """
+        for raw in [
+            "https://example.com/",
+            "http://example.com/a/b.html",
+            "https://shop.example.co.uk/products/5?utm_source=email&utm_medium=news&pos=5",
+            "https://example.com/a%2Fb?q=%41&x=y+z#frag%20ment",
+            "https://example.com/!$&'()*+,;=:@-._~",
+            "https://example.com/@user?to=a@b#c@d",
+            "https://example.com/#a#b?c",
+            "https://www.my-shop.example/a..b/x./y.z",
+            _LONG_PREFIX + "a" * (MAX_TARGET_LENGTH - len(_LONG_PREFIX)),
+        ]:
+            self.assertTrue(is_canonical(raw), raw)
+            self.assertAgrees(raw)
+        for raw in [
+            "https://example.com",  # the parser adds the "/"
+            "HTTPS://example.com/",
+            "https://Example.com/",
+            "https://example.com:443/",
+            "https://example.com:8080/",  # a port: parsed (rare in email)
+            "https://user@example.com/",
+            "https://xn--pple-43d.com/",  # punycode: checked
+            "https://a--b.com/",
+            "https://-a.com/",
+            "https://127.0.0.1/",
+            "https://example.1/",
+            "https://a.example./",
+            "https://a..example/",
+            "https://example.com/./a",
+            "https://example.com/a/../b",
+            "https://example.com/%2e%2E/b",
+            "https://example.com/a^b",
+            "https://example.com/a`b",
+            "https://example.com/{x}",
+            "https://example.com/?a='b'",
+            "https://example.com/a\\b",
+            "https://example.com/é",
+            "https://example.com/a b",
+            f"https://{'a' * 64}.com/",
+            _LONG_PREFIX + "a" * (MAX_TARGET_LENGTH - len(_LONG_PREFIX) + 1),
+        ]:
+            self.assertFalse(is_canonical(raw), raw)
+            self.assertAgrees(raw)
+
+    def test_corpus(self) -> None:
+        """
+        Over every WPT input and every href the corpus expects, the fast path and the parser
+        agree; enough of them take the fast path for this to mean something.
+        """
+        fast = 0
+        for entry in _load_wpt():
+            for raw in [entry["input"], entry.get("href"), _ada_href(entry["input"])]:
+                if isinstance(raw, str):
+                    fast += is_canonical(raw)
+                    self.assertAgrees(raw)
+        self.assertGreater(fast, 50)
+
+    @_SETTINGS
+    @given(_NEAR_CANONICAL)
+    def test_nearCanonical(self, raw: str) -> None:
+        """
+        Over URLs in the canonical form or one piece away from it, the fast path and the
+        parser agree.
+        """
+        self.assertAgrees(raw)
+
+    @_SETTINGS
+    @given(_ANY_TARGET)
+    def test_arbitrary(self, raw: str) -> None:
+        """
+        Over arbitrary text and URL-like text, the fast path and the parser agree.
+        """
+        self.assertAgrees(raw)
+
+    @_SETTINGS
+    @given(_NEAR_CANONICAL)
+    def test_parsedAreCanonical(self, raw: str) -> None:
+        """
+        What the parser returns, given again, is returned as it is, by either path.
+        """
+        target = _outcome(parse_target, raw)
+        if isinstance(target, str):
+            self.assertAgrees(target)
+            self.assertEqual(normalize_target(target), target)
