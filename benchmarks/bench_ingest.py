@@ -18,25 +18,17 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 
 from linkrouter.collector.enrich import Enricher, default_enricher
 from linkrouter.collector.ingest import parse_batch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_enrich import COMMON_AGENTS
+
 ISSUED = 1_764_780_000
-AGENT_TEMPLATES = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/{v}.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.{v} Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
-    "like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/{v}.0.6778.81 Mobile Safari/537.36",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.{v}; Pro)",
-]
 
 
 def line(fields: dict[str, object]) -> bytes:
@@ -102,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     count, rounds = (2_000, 3) if options.quick else (5_000, 9)
     rng = random.Random(5)
-    agents = [rng.choice(AGENT_TEMPLATES).format(v=n) for n in range(300)]
+    agents = [rng.choice(COMMON_AGENTS).format(v=n) for n in range(300)]
     enricher = default_enricher()
     enricher.enrich(parse_batch(batch(count, 0, agents), "r1", count).events)  # UAs seen
     best = dict.fromkeys(("loads", "parse", "enrich", "both"), float("inf"))

@@ -18,8 +18,11 @@ from typing import Any
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from linkrouter.devenv import make_certificate
 from linkrouter.event import decode_line
 from linkrouter.journal import segments
+from linkrouter.keyfile import save_keyring
+from linkrouter.keys import Keyring, new_key
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -29,6 +32,20 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def daemon_material(case: SynchronousTestCase) -> tuple[FilePath[str], FilePath[str], Keyring]:
+    """
+    A private (0700) directory for a test's daemons holding a dev CA with a C{localhost}
+    certificate and a new keyring in C{keyring.json}: the directory, the CA, the keyring.
+    """
+    directory = FilePath(case.mktemp())
+    directory.makedirs()
+    os.chmod(directory.path, 0o700)
+    ca, _, _ = make_certificate(directory)
+    keyring = Keyring((new_key(),))
+    save_keyring(keyring, directory.child("keyring.json"))
+    return directory, ca, keyring
 
 
 class Daemon:

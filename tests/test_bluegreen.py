@@ -33,10 +33,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from linkrouter.codec import Part, sign
 from linkrouter.devenv import make_certificate
-from linkrouter.keyfile import save_keyring
-from linkrouter.keys import Keyring, new_key
+from linkrouter.keys import Keyring
 
-from .daemons import Daemon, free_port, https, journal_events
+from .daemons import Daemon, daemon_material, free_port, https, journal_events
 
 BASE = "https://localhost"
 TARGET = "https://example.com/landing"
@@ -233,12 +232,7 @@ class Load:
 class BlueGreenTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.haproxy_binary = find_haproxy()
-        self.directory = FilePath(self.mktemp())
-        self.directory.makedirs()
-        os.chmod(self.directory.path, 0o700)
-        self.ca, _, _ = make_certificate(self.directory)
-        self.keyring = Keyring((new_key(),))
-        save_keyring(self.keyring, self.directory.child("keyring.json"))
+        self.directory, self.ca, self.keyring = daemon_material(self)
         self.front = free_port()
         collector_port = free_port()
         self.directory.child("linkcollector.toml").setContent(

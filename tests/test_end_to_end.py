@@ -19,12 +19,11 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Kind, Part, sign
-from linkrouter.devenv import DevPorts, make_certificate, make_devenv
-from linkrouter.keyfile import load_keyring, save_keyring
-from linkrouter.keys import Keyring, new_key
+from linkrouter.devenv import DevPorts, make_devenv
+from linkrouter.keyfile import load_keyring
 from linkrouter.linkid import link_id
 
-from .daemons import Daemon, free_port, https
+from .daemons import Daemon, daemon_material, free_port, https
 from .test_dashboard import DevTools, find_chromium
 
 ROUTER_TOKEN = "router-token-" + "r" * 24
@@ -56,12 +55,7 @@ class TwoDaemons(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = FilePath(self.mktemp())
-        self.directory.makedirs()
-        os.chmod(self.directory.path, 0o700)
-        self.ca, _, _ = make_certificate(self.directory)
-        self.keyring = Keyring((new_key(),))
-        save_keyring(self.keyring, self.directory.child("keyring.json"))
+        self.directory, self.ca, self.keyring = daemon_material(self)
         write_private(
             self.directory.child("tokens.toml"),
             f'[routers]\ne2e = "{ROUTER_TOKEN}"\n[issuers]\nmailer = "{ISSUER_TOKEN}"\n'
