@@ -653,7 +653,6 @@ def paged(page: int, chunk: int, lookup_cost: int) -> Iterator[None]:
 #: What takes a database back to the schema of migration 1.
 BEFORE_MIGRATION_2 = (
     "DROP INDEX link_totals_rank",
-    "DROP INDEX link_totals_tag_rank",
     "ALTER TABLE link_totals DROP COLUMN tag",
     "DROP TABLE unit_hours",
     "DROP TABLE unit_news",

@@ -14,7 +14,8 @@ Tables:
     breakdown dimension and its value (dimension C{all} holds the totals), kept up to date
     at ingest; C{hourly_totals}: the totals alone by hour, for the time series;
   - C{link_totals}: per link and kind, counts, first and last time and the link's tag,
-    ranked by count (over all tags and within a tag) for the top links;
+    ranked by count for the top links (one index for every tag: each index a row's count
+    is in costs ingest a write an event);
   - C{unit_hours}: the hours in which a unit had events, with their counts, where a unit of
     series C{click} is a LinkID (under its tag), of series C{open} a message under one tag,
     of series C{open-any} a message under every tag (tag C{''});
@@ -182,7 +183,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 hour BIGINT NOT NULL,
                 events BIGINT NOT NULL,
                 bot_events BIGINT NOT NULL,
-                PRIMARY KEY (series, unit, tag, hour)
+                PRIMARY KEY (unit, series, tag, hour)
             ){compact}
             """,
             """
@@ -210,11 +211,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 (SELECT l.tag FROM links l WHERE l.link_id = link_totals.link_id), '')
             """,
             """
-            CREATE INDEX link_totals_rank ON link_totals (kind, events DESC, link_id, bot_events)
-            """,
-            """
-            CREATE INDEX link_totals_tag_rank
-                ON link_totals (kind, tag, events DESC, link_id, bot_events)
+            CREATE INDEX link_totals_rank
+                ON link_totals (kind, events DESC, link_id, bot_events, tag)
             """,
         ),
         backfill="units",

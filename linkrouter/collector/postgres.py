@@ -103,6 +103,10 @@ def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> I
                     copy.write_row(row)
             stored = {event_id for (event_id,) in cursor.execute(_INSERT).fetchall()}
         fresh = [row for row in candidates if row[0] in stored]
+        # The rollups' look-ups read a few rows of large tables by key; while a table grows
+        # fast the planner's statistics lag behind it, and it would read the whole table.
+        db.execute("SET LOCAL enable_seqscan = off")
+        db.execute("SET LOCAL enable_bitmapscan = off")
         if fresh:
             # A unit's entries depend on the hours other batches gave it: collectors read
             # and update them one at a time, until commit.

@@ -428,7 +428,17 @@ def _add_units(db: Database, events: Iterable[tuple[str, str, str, int, bool]]) 
     changes: Entries = Counter()
     for key, hours in added.items():
         old = stored[key]
-        if not old.issuperset(hours):
+        if old.issuperset(hours):
+            continue
+        if not old or min(hours) > max(old):
+            # Hours after all the unit had (events arrive roughly in time order): the
+            # entries before them stay as they were.
+            series, _, tag = key
+            previous = max(old) if old else None
+            for hour in sorted(hours):
+                changes[(series, tag, hour, previous)] += 1
+                previous = hour
+        else:
             entry_changes(changes, key, old, old.union(hours))
     rows = [
         (*key, hour, events, bots)
