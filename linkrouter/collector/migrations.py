@@ -14,11 +14,11 @@ Tables:
     breakdown dimension and its value (dimension C{all} holds the totals), kept up to date
     at ingest; C{hourly_totals}: the totals alone by hour, for the time series;
   - C{link_totals}: per link and kind, counts, first and last time and the link's tag,
-    ranked by count for the top links (one index for every tag: each index a row's count
-    is in costs ingest a write an event);
+    ranked by count for the top links (one index for every tag, and only of links clicked
+    more than once: each index a row's count is in costs ingest a write an event);
   - C{unit_hours}: the hours in which a unit had events, with their counts, where a unit of
-    series C{click} is a LinkID (under its tag), of series C{open} a message under one tag,
-    of series C{open-any} a message under every tag (tag C{''});
+    series C{click} is a LinkID (under its tag), of series C{open} a message under one tag
+    (series C{open-any}, a message under every tag, takes the union of its tags' rows);
   - C{unit_news} and C{unit_returns}: per series, tag and hour, how many units had their
     first event ever in that hour, and how many came back after their previous hour with
     events, C{previous}. The distinct units of the whole hours C{[a, b)} are the news of
@@ -212,7 +212,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             """
             CREATE INDEX link_totals_rank
-                ON link_totals (kind, events DESC, link_id, bot_events, tag)
+                ON link_totals (kind, events DESC, link_id, bot_events, tag) WHERE events >= 2
             """,
         ),
         backfill="units",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -380,12 +380,13 @@ def _unit_hours(events: Iterable[tuple[str, str, str, int, bool]]) -> UnitHours:
 
 def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[int]]:
     """
-    The hours stored in C{unit_hours} for each of C{keys}.
+    The hours stored in C{unit_hours} for each of C{keys}; a message's hours under every
+    tag (series C{open-any}) are those of its opens under each tag.
     """
     wanted = set(keys)
     by_series: dict[str, set[str]] = {}
     for series, unit, _ in wanted:
-        by_series.setdefault(series, set()).add(unit)
+        by_series.setdefault("open" if series == "open-any" else series, set()).add(unit)
     stored: dict[UnitKey, set[int]] = {key: set() for key in wanted}
     for series, units in by_series.items():
         for chunk in _chunks(sorted(units)):
@@ -394,9 +395,10 @@ def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[in
                 f" WHERE series = ? AND unit IN ({_marks(len(chunk))})"
             )
             for unit, tag, hour in db.query(sql, [series, *chunk]):
-                hours = stored.get((series, unit, tag))
-                if hours is not None:
-                    hours.add(int(hour))
+                for key in ((series, unit, tag), ("open-any", unit, "")):
+                    hours = stored.get(key)
+                    if hours is not None:
+                        hours.add(int(hour))
     return stored
 
 
@@ -443,6 +445,7 @@ def _add_units(db: Database, events: Iterable[tuple[str, str, str, int, bool]]) 
     rows = [
         (*key, hour, events, bots)
         for key, hours in added.items()
+        if key[0] != "open-any"  # the union of the message's "open" rows
         for hour, (events, bots) in hours.items()
     ]
     if db.dialect.concurrent_writers:
@@ -846,6 +849,8 @@ def _units_in_hours(
     """
     Which of C{units} had events in the whole hours C{[first_hour, end_hour)}.
     """
+    if series == "open-any":  # the union of the messages' opens under every tag
+        series, tag = "open", None
     found: set[str] = set()
     conditions, parameters = _hour_conditions(first_hour, end_hour)
     if tag is not None:
@@ -903,6 +908,60 @@ _LOOKUP_COST = 8
 _CHUNK_OF_CANDIDATES = 250
 
 
+def _ranked_links(db: Database, query: StatsQuery) -> Iterator[list[tuple[Any, ...]]]:
+    """
+    Pages of the clicked links C{query}'s tag selects, (LinkID, clicks, bot clicks), most
+    clicked first (then by LinkID).
+
+    The rank index holds only links clicked more than once: most links are clicked once,
+    and each index a row's count is in costs ingest a write. Those come last, in the
+    order of the table's key.
+    """
+    condition, parameters = ("", []) if query.tag is None else (" AND tag = ?", [query.tag])
+    offset = 0
+    while True:
+        page = db.query(
+            "SELECT link_id, events, bot_events FROM link_totals"
+            f" WHERE kind = 'click' AND events >= 2{condition}"
+            " ORDER BY events DESC, link_id LIMIT ? OFFSET ?",
+            [*parameters, _PAGE, offset],
+        )
+        if page:
+            yield page
+        if len(page) < _PAGE:
+            break
+        offset += _PAGE
+    after = ""
+    while True:
+        page = db.query(
+            "SELECT link_id, events, bot_events FROM link_totals"
+            f" WHERE kind = 'click' AND link_id > ? AND events = 1{condition}"
+            " ORDER BY link_id LIMIT ?",
+            [after, *parameters, _PAGE],
+        )
+        if page:
+            yield page
+        if len(page) < _PAGE:
+            break
+        after = page[-1][0]
+
+
+def _candidates(db: Database, query: StatsQuery, clicks: int) -> int:
+    """
+    How many links C{query}'s tag selects have at least C{clicks} clicks.
+    """
+    condition, parameters = "", list[Any]()
+    if query.tag is not None:
+        condition, parameters = " AND tag = ?", [query.tag]
+    if clicks >= 2:  # the rank index alone answers
+        condition = f" AND events >= 2 AND events >= ?{condition}"
+        parameters = [clicks, *parameters]
+    [(count,)] = db.query(
+        f"SELECT count(*) FROM link_totals WHERE kind = 'click'{condition}", parameters
+    )
+    return int(count)
+
+
 def _top_in_hours(
     db: Database,
     query: StatsQuery,
@@ -922,26 +981,28 @@ def _top_in_hours(
     """
     if query.top <= 0:
         return []
-    condition, parameters = ("", []) if query.tag is None else (" AND tag = ?", [query.tag])
-    ranked = (
-        "SELECT link_id, events, bot_events FROM link_totals"
-        f" WHERE kind = 'click'{condition} ORDER BY events DESC, link_id LIMIT ? OFFSET ?"
-    )
-    if first_hour is None and end_hour is None:  # all time: the totals are the answer
-        return [
-            (link_id, int(clicks), int(bots))
-            for link_id, clicks, bots in db.query(ranked, [*parameters, query.top, 0])
-        ]
     best: list[tuple[int, str, int]] = []  # -clicks, LinkID, bot clicks
+
+    def answer() -> list[tuple[str, int, int]]:
+        return [(link_id, -negative, bots) for negative, link_id, bots in best]
+
+    if first_hour is None and end_hour is None:  # all time: the totals are the answer
+        for page in _ranked_links(db, query):
+            best.extend((-int(clicks), link_id, int(bots)) for link_id, clicks, bots in page)
+            if len(best) >= query.top:
+                break
+        del best[query.top :]
+        return answer()
     hours, hour_parameters = _hour_conditions(first_hour, end_hour)
-    offset = 0
-    while offset <= budget:
-        page = db.query(ranked, [*parameters, _PAGE, offset])
-        offset += _PAGE
+    read = 0
+    for page in _ranked_links(db, query):
+        if read > budget:
+            return None
+        read += len(page)
         for start in range(0, len(page), _CHUNK_OF_CANDIDATES):
             chunk = page[start : start + _CHUNK_OF_CANDIDATES]
             if len(best) == query.top and int(chunk[0][1]) < -best[-1][0]:
-                return [(link_id, -negative, bots) for negative, link_id, bots in best]
+                return answer()
             counts = {link_id: list(edge_clicks.get(link_id, (0, 0))) for link_id, _, _ in chunk}
             for link_id, clicks, bots in db.query(
                 "SELECT unit, sum(events), sum(bot_events) FROM unit_hours"
@@ -956,18 +1017,9 @@ def _top_in_hours(
             )
             best.sort()
             del best[query.top :]
-        if len(page) < _PAGE:
-            return [(link_id, -negative, bots) for negative, link_id, bots in best]
-        if len(best) == query.top:
-            # How many links could still enter the list, read from the index alone.
-            [(candidates,)] = db.query(
-                f"SELECT count(*) FROM link_totals WHERE kind = 'click'{condition}"
-                " AND events >= ?",
-                [*parameters, -best[-1][0]],
-            )
-            if int(candidates) > budget:
-                return None
-    return None
+        if len(best) == query.top and _candidates(db, query, -best[-1][0]) > budget:
+            return None
+    return answer()
 
 
 def _links_from_rollups(
