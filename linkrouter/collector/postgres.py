@@ -78,6 +78,16 @@ class _Connection:
         self.connection.close()
 
 
+def _prefer_indexes(db: _Connection) -> None:
+    """
+    Keep this transaction's plans on the indexes: the rollups' look-ups read a few rows of
+    large tables by key, and while a table grows fast the planner's statistics lag behind
+    it and it would read the whole table.
+    """
+    db.execute("SET LOCAL enable_seqscan = off")
+    db.execute("SET LOCAL enable_bitmapscan = off")
+
+
 def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
     """
     Store the new events of C{rows} and count them into the rollups, in one transaction;
@@ -103,10 +113,7 @@ def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> I
                     copy.write_row(row)
             stored = {event_id for (event_id,) in cursor.execute(_INSERT).fetchall()}
         fresh = [row for row in candidates if row[0] in stored]
-        # The rollups' look-ups read a few rows of large tables by key; while a table grows
-        # fast the planner's statistics lag behind it, and it would read the whole table.
-        db.execute("SET LOCAL enable_seqscan = off")
-        db.execute("SET LOCAL enable_bitmapscan = off")
+        _prefer_indexes(db)
         if fresh:
             # A unit's entries depend on the hours other batches gave it: collectors read
             # and update them one at a time, until commit.

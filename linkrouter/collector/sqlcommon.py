@@ -17,6 +17,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -856,15 +857,16 @@ def _units_in_hours(
     if tag is not None:
         conditions += " AND tag = ?"
         parameters.append(tag)
-    for chunk in _chunks(sorted(units)):
-        found.update(
-            unit
-            for (unit,) in db.query(
-                f"SELECT DISTINCT unit FROM unit_hours WHERE series = ?{conditions}"
-                f" AND unit IN ({_marks(len(chunk))})",
-                [series, *parameters, *chunk],
+    with _by_key(db):
+        for chunk in _chunks(sorted(units)):
+            found.update(
+                unit
+                for (unit,) in db.query(
+                    f"SELECT DISTINCT unit FROM unit_hours WHERE series = ?{conditions}"
+                    f" AND unit IN ({_marks(len(chunk))})",
+                    [series, *parameters, *chunk],
+                )
             )
-        )
     return found
 
 
@@ -946,9 +948,10 @@ def _ranked_links(db: Database, query: StatsQuery) -> Iterator[list[tuple[Any, .
         after = page[-1][0]
 
 
-def _candidates(db: Database, query: StatsQuery, clicks: int) -> int:
+def _candidates(db: Database, query: StatsQuery, clicks: int, most: int) -> int:
     """
-    How many links C{query}'s tag selects have at least C{clicks} clicks.
+    How many links C{query}'s tag selects have at least C{clicks} clicks, counting no
+    further than C{most} and one.
     """
     condition, parameters = "", list[Any]()
     if query.tag is not None:
@@ -957,7 +960,9 @@ def _candidates(db: Database, query: StatsQuery, clicks: int) -> int:
         condition = f" AND events >= 2 AND events >= ?{condition}"
         parameters = [clicks, *parameters]
     [(count,)] = db.query(
-        f"SELECT count(*) FROM link_totals WHERE kind = 'click'{condition}", parameters
+        "SELECT count(*) FROM"
+        f" (SELECT 1 FROM link_totals WHERE kind = 'click'{condition} LIMIT ?) AS found",
+        [*parameters, most + 1],
     )
     return int(count)
 
@@ -994,7 +999,44 @@ def _top_in_hours(
         del best[query.top :]
         return answer()
     hours, hour_parameters = _hour_conditions(first_hour, end_hour)
+    with _by_key(db):
+        return _walk(db, query, hours, hour_parameters, edge_clicks, budget)
+
+
+@contextmanager
+def _by_key(db: Database) -> Iterator[None]:
+    """
+    Keep PostgreSQL's plans on the indexes for look-ups by key: with the statistics of
+    tables that grow fast, it would read a whole table for a few hundred keys.
+    """
+    if db.dialect.name != "postgresql":
+        yield
+        return
+    db.execute("SET LOCAL enable_seqscan = off")
+    db.execute("SET LOCAL enable_bitmapscan = off")
+    yield  # (a failure rolls the transaction back, and its settings with it)
+    db.execute("SET LOCAL enable_seqscan = on")
+    db.execute("SET LOCAL enable_bitmapscan = on")
+
+
+def _walk(
+    db: Database,
+    query: StatsQuery,
+    hours: str,
+    hour_parameters: list[Any],
+    edge_clicks: dict[str, list[int]],
+    budget: int,
+) -> list[tuple[str, int, int]] | None:
+    """
+    The search of L{_top_in_hours} over ranked links, their clicks in the C{hours}.
+    """
+    best: list[tuple[int, str, int]] = []  # -clicks, LinkID, bot clicks
+
+    def answer() -> list[tuple[str, int, int]]:
+        return [(link_id, -negative, bots) for negative, link_id, bots in best]
+
     read = 0
+    counted_for = 0
     for page in _ranked_links(db, query):
         if read > budget:
             return None
@@ -1017,8 +1059,12 @@ def _top_in_hours(
             )
             best.sort()
             del best[query.top :]
-        if len(best) == query.top and _candidates(db, query, -best[-1][0]) > budget:
-            return None
+        if len(best) == query.top and -best[-1][0] != counted_for:
+            # How many links could still enter the list (counted again only once the last
+            # of the best has more clicks: the count is of the index's rows).
+            counted_for = -best[-1][0]
+            if _candidates(db, query, counted_for, budget) > budget:
+                return None
     return answer()
 
 
