@@ -14,7 +14,8 @@ import sqlite3
 import stat
 import threading
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -26,7 +27,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
-from linkrouter.collector import postgres, sqlite
+from linkrouter.collector import postgres, sqlcommon, sqlite
 from linkrouter.collector.migrations import MIGRATIONS
 from linkrouter.collector.model import (
     Enrichment,
@@ -594,7 +595,9 @@ random_events = st.lists(
     st.builds(
         event,
         st.integers(0, 40),  # few ids: duplicates are likely
-        st.integers(T0 - 2 * HOUR, T0 + 50 * HOUR),
+        # Any time, or one of a few hours' middles: units with events in several hours.
+        st.integers(T0 - 2 * HOUR, T0 + 50 * HOUR)
+        | st.integers(-2, 50).map(lambda hour: T0 + hour * HOUR + 30 * MINUTE),
         st.sampled_from(["click", "open"]),
         st.sampled_from(LINK_IDS),
         st.sampled_from(["html", "text"]),
@@ -615,15 +618,46 @@ random_links = st.lists(
     ),
     max_size=8,
 )
+on_the_hour = st.integers(-3, 51).map(lambda hour: T0 + hour * HOUR)
 random_queries = st.builds(
     StatsQuery,
-    start_ms=st.none() | st.integers(T0 - 3 * HOUR, T0 + 51 * HOUR),
-    end_ms=st.none() | st.integers(T0 - 3 * HOUR, T0 + 51 * HOUR),
+    start_ms=st.none() | st.integers(T0 - 3 * HOUR, T0 + 51 * HOUR) | on_the_hour,
+    end_ms=st.none() | st.integers(T0 - 3 * HOUR, T0 + 51 * HOUR) | on_the_hour,
     tag=st.none() | st.sampled_from(["news", "promo", ""]),
     message=st.none() | st.sampled_from([A, B, "short", "msg"]),
     link=st.none() | st.sampled_from(LINK_IDS),
     bucket=st.sampled_from(["hour", "day"]),
     top=st.integers(0, 4),
+)
+
+
+#: The top links' search, read a few candidates at a time (page, chunk) and giving up early
+#: or never (how many raw clicks a candidate's look-up is worth), as well as as configured.
+paging = st.sampled_from([(2_000, 250, 8), (2, 1, 1), (3, 2, 1_000), (1, 1, 0)])
+
+
+@contextmanager
+def paged(page: int, chunk: int, lookup_cost: int) -> Iterator[None]:
+    saved = (sqlcommon._PAGE, sqlcommon._CHUNK_OF_CANDIDATES, sqlcommon._LOOKUP_COST)
+    sqlcommon._PAGE, sqlcommon._CHUNK_OF_CANDIDATES, sqlcommon._LOOKUP_COST = (
+        page,
+        chunk,
+        max(lookup_cost, 1),
+    )
+    try:
+        yield
+    finally:
+        sqlcommon._PAGE, sqlcommon._CHUNK_OF_CANDIDATES, sqlcommon._LOOKUP_COST = saved
+
+
+#: What takes a database back to the schema of migration 1.
+BEFORE_MIGRATION_2 = (
+    "DROP INDEX link_totals_rank",
+    "ALTER TABLE link_totals DROP COLUMN tag",
+    "DROP TABLE unit_hours",
+    "DROP TABLE unit_news",
+    "DROP TABLE unit_returns",
+    "DELETE FROM schema_version WHERE version = 2",
 )
 
 
@@ -642,7 +676,7 @@ class PropertyMixin:
         raise NotImplementedError()
 
     @settings(
-        max_examples=40,
+        max_examples=60,
         deadline=None,
         suppress_health_check=[
             HealthCheck.too_slow,
@@ -650,7 +684,7 @@ class PropertyMixin:
             HealthCheck.differing_executors,
         ],
     )
-    @given(random_events, random_events, random_links, random_links, random_queries)
+    @given(random_events, random_events, random_links, random_links, random_queries, paging)
     def test_statsEqualACount(
         self,
         first: list[tuple[Event, Enrichment]],
@@ -658,10 +692,13 @@ class PropertyMixin:
         early: list[LinkRecord],
         late: list[LinkRecord],
         query: StatsQuery,
+        pages: tuple[int, int, int],
     ) -> None:
         """
         Whatever the events, the links registered before or after them (retagging), and
-        the filters, the stats equal a count of the matching events in plain Python.
+        the filters, the stats equal a count of the matching events in plain Python; so
+        do the top links however many candidates are read at a time, and whether or not
+        their search gives up for a grouping of the raw clicks.
         """
         db = self.connection()
         try:
@@ -671,7 +708,41 @@ class PropertyMixin:
             self.assertEqual(accepted, len({e.event_id for e, _ in first + second}))
             registry = {record.link_id: record for record in early + late}
             expected = reference(first + second, list(registry.values()), query)
-            self.assertEqual(db.transaction(lambda: compute_stats(db, query)), expected)
+            with paged(*pages):
+                self.assertEqual(db.transaction(lambda: compute_stats(db, query)), expected)
+        finally:
+            db.close()
+
+    @settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    )
+    @given(random_events, random_links, random_links, st.lists(random_queries, max_size=5))
+    def test_migrationFillsUnits(
+        self,
+        rows: list[tuple[Event, Enrichment]],
+        early: list[LinkRecord],
+        late: list[LinkRecord],
+        queries: list[StatsQuery],
+    ) -> None:
+        """
+        A database made before migration 2 (its tables, indexes and column dropped again)
+        is brought up to date at start-up, and the unit tables it fills answer as if every
+        event had been counted at ingest.
+        """
+        db = self.connection()
+        try:
+            self.register(db, early)
+            self.ingest(db, rows)
+            self.register(db, late)
+            for statement in BEFORE_MIGRATION_2:
+                db.transaction(lambda statement=statement: db.execute(statement))
+            self.assertEqual(db.transaction(lambda: migrate(db, 0)), [2])
+            registry = {record.link_id: record for record in early + late}
+            for query in queries:
+                expected = reference(rows, list(registry.values()), query)
+                self.assertEqual(db.transaction(lambda q=query: compute_stats(db, q)), expected)
         finally:
             db.close()
 

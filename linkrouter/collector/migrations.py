@@ -13,8 +13,17 @@ Tables:
   - C{daily} and C{hourly}: counts by UTC day (or hour), tag, kind, bot or human, and one
     breakdown dimension and its value (dimension C{all} holds the totals), kept up to date
     at ingest; C{hourly_totals}: the totals alone by hour, for the time series;
-  - C{link_totals}: per link and kind, counts and first and last time, for unique counts
-    and top links over all time without reading every event.
+  - C{link_totals}: per link and kind, counts, first and last time and the link's tag,
+    ranked by count for the top links (one index for every tag, and only of links clicked
+    more than once: each index a row's count is in costs ingest a write an event);
+  - C{unit_hours}: the hours in which a unit had events, with their counts, where a unit of
+    series C{click} is a LinkID (under its tag), of series C{open} a message under one tag
+    (series C{open-any}, a message under every tag, takes the union of its tags' rows);
+  - C{unit_news} and C{unit_returns}: per series, tag and hour, how many units had their
+    first event ever in that hour, and how many came back after their previous hour with
+    events, C{previous}. The distinct units of the whole hours C{[a, b)} are the news of
+    those hours plus the returns in them whose previous hour is before C{a}: exact unique
+    counts for any range from a few rows an hour.
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ class Migration:
     version: int
     description: str
     templates: tuple[str, ...]
+    #: The name of the step that fills the new tables from the events already stored
+    #: (L{sqlcommon.migrate} runs it after the statements).
+    backfill: str | None = None
 
     def statements(self, dialect: Dialect) -> list[str]:
         return [
@@ -158,5 +170,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             ){compact}
             """,
         ),
+    ),
+    Migration(
+        2,
+        "unit hours, news and returns for unique counts; links ranked by clicks",
+        (
+            """
+            CREATE TABLE unit_hours (
+                series TEXT NOT NULL,
+                unit {link_text} NOT NULL,
+                tag TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                events BIGINT NOT NULL,
+                bot_events BIGINT NOT NULL,
+                PRIMARY KEY (unit, series, tag, hour)
+            ){compact}
+            """,
+            """
+            CREATE TABLE unit_news (
+                series TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                units BIGINT NOT NULL,
+                PRIMARY KEY (series, hour, tag)
+            ){compact}
+            """,
+            """
+            CREATE TABLE unit_returns (
+                series TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                previous BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                units BIGINT NOT NULL,
+                PRIMARY KEY (series, hour, previous, tag)
+            ){compact}
+            """,
+            "ALTER TABLE link_totals ADD COLUMN tag TEXT NOT NULL DEFAULT ''",
+            """
+            UPDATE link_totals SET tag = COALESCE(
+                (SELECT l.tag FROM links l WHERE l.link_id = link_totals.link_id), '')
+            """,
+            """
+            CREATE INDEX link_totals_rank
+                ON link_totals (kind, events DESC, link_id, bot_events, tag) WHERE events >= 2
+            """,
+        ),
+        backfill="units",
     ),
 )

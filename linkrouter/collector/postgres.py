@@ -6,7 +6,9 @@ Each collector has a few connections, each used by one thread at a time. Duplica
 refused by the database's own unique key (C{ON CONFLICT DO NOTHING}), so two collectors that
 receive the same batch store it once; the rows the insert returns are the ones this
 collector counts into the rollups. Re-tagging links takes an exclusive advisory lock that
-ingest takes shared, so a link's events are never counted under a tag it has just left.
+ingest takes shared, so a link's events are never counted under a tag it has just left;
+counting units (for unique counts) takes another, exclusive, lock once a batch's events are
+inserted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _T = TypeVar("_T")
 
 MIGRATION_LOCK = 0x6C696E6B_6D696772  # "linkmigr": one collector migrates at a time
 REGISTRY_LOCK = 0x6C696E6B_74616773  # "linktags": ingest shares it, re-tagging holds it alone
+UNITS_LOCK = 0x6C696E6B_756E6974  # "linkunit": one collector at a time counts units
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _INSERT = (
@@ -75,6 +78,16 @@ class _Connection:
         self.connection.close()
 
 
+def _prefer_indexes(db: _Connection) -> None:
+    """
+    Keep this transaction's plans on the indexes: the rollups' look-ups read a few rows of
+    large tables by key, and while a table grows fast the planner's statistics lag behind
+    it and it would read the whole table.
+    """
+    db.execute("SET LOCAL enable_seqscan = off")
+    db.execute("SET LOCAL enable_bitmapscan = off")
+
+
 def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
     """
     Store the new events of C{rows} and count them into the rollups, in one transaction;
@@ -100,6 +113,11 @@ def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> I
                     copy.write_row(row)
             stored = {event_id for (event_id,) in cursor.execute(_INSERT).fetchall()}
         fresh = [row for row in candidates if row[0] in stored]
+        _prefer_indexes(db)
+        if fresh:
+            # A unit's entries depend on the hours other batches gave it: collectors read
+            # and update them one at a time, until commit.
+            db.execute("SELECT pg_advisory_xact_lock(?)", (UNITS_LOCK,))
         record_accepted(db, fresh)
         return len(fresh)
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from .migrations import MIGRATIONS, SCHEMA_VERSION_TABLE, Dialect
-from .model import MESSAGE_KEY_LENGTH, Enrichment, Event, LinkRecord
+from .model import MESSAGE_KEY_LENGTH, Enrichment, Event, LinkRecord, message_key
 from .store import KindTotals, LinkCount, Point, Stats, StatsQuery, Tally
+from .units import Entries, UnitKey, entry_changes, unit_keys
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -231,6 +233,10 @@ _COLUMN_TYPES = {
     "bot_events": "bigint",
     "first_ms": "bigint",
     "last_ms": "bigint",
+    "series": "text",
+    "unit": "text",
+    "previous": "bigint",
+    "units": "bigint",
 }
 
 
@@ -259,13 +265,20 @@ def _insert_many(
         )
 
 
-def _upsert(db: Database, table: str, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+def _upsert(
+    db: Database,
+    table: str,
+    key: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    counts: tuple[str, ...] = ("events",),
+) -> None:
+    additions = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in counts)
     _insert_many(
         db,
         table,
-        (*key, "events"),
+        (*key, *counts),
         rows,
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET events = {table}.events + excluded.events",
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}",
     )
 
 
@@ -303,6 +316,19 @@ def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
     facts = [_fact_of_row(row) for row in rows]
     tags = _tags(db, sorted({fact.link_id for fact in facts}))
     _apply_rollup(db, rollup((fact, tags.get(fact.link_id, "")) for fact in facts))
+    _add_units(
+        db,
+        (
+            (
+                fact.kind,
+                fact.link_id,
+                tags.get(fact.link_id, ""),
+                fact.ts_ms,
+                fact.bot_reasons != "[]",
+            )
+            for fact in facts
+        ),
+    )
     totals: dict[tuple[str, str], list[int]] = {}
     for fact in facts:
         bot = 0 if fact.bot_reasons == "[]" else 1
@@ -319,9 +345,9 @@ def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
     _insert_many(
         db,
         "link_totals",
-        ("kind", "link_id", "events", "bot_events", "first_ms", "last_ms"),
+        ("kind", "link_id", "events", "bot_events", "first_ms", "last_ms", "tag"),
         [
-            (*key, *total)
+            (*key, *total, tags.get(key[1], ""))
             for key, total in (
                 sorted(totals.items()) if db.dialect.concurrent_writers else totals.items()
             )
@@ -331,6 +357,185 @@ def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
         " bot_events = link_totals.bot_events + excluded.bot_events,"
         f" first_ms = {least}(link_totals.first_ms, excluded.first_ms),"
         f" last_ms = {greatest}(link_totals.last_ms, excluded.last_ms)",
+    )
+
+
+UnitHours = dict[UnitKey, dict[int, list[int]]]  # hour: [events, bot events]
+_UNIT_HOURS_KEY = ("series", "unit", "tag", "hour")
+
+
+def _unit_hours(events: Iterable[tuple[str, str, str, int, bool]]) -> UnitHours:
+    """
+    The hours, with their counts, of the units that C{events} (kind, LinkID, tag, time, bot)
+    count towards.
+    """
+    found: UnitHours = {}
+    for kind, link_id, tag, ts_ms, bot in events:
+        hour = ts_ms // HOUR_MS
+        for key in unit_keys(kind, link_id, tag):
+            counts = found.setdefault(key, {}).setdefault(hour, [0, 0])
+            counts[0] += 1
+            counts[1] += bot
+    return found
+
+
+def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[int]]:
+    """
+    The hours stored in C{unit_hours} for each of C{keys}; a message's hours under every
+    tag (series C{open-any}) are those of its opens under each tag.
+    """
+    wanted = set(keys)
+    by_series: dict[str, set[str]] = {}
+    for series, unit, _ in wanted:
+        by_series.setdefault("open" if series == "open-any" else series, set()).add(unit)
+    stored: dict[UnitKey, set[int]] = {key: set() for key in wanted}
+    for series, units in by_series.items():
+        for chunk in _chunks(sorted(units)):
+            sql = (
+                "SELECT unit, tag, hour FROM unit_hours"
+                f" WHERE series = ? AND unit IN ({_marks(len(chunk))})"
+            )
+            for unit, tag, hour in db.query(sql, [series, *chunk]):
+                for key in ((series, unit, tag), ("open-any", unit, "")):
+                    hours = stored.get(key)
+                    if hours is not None:
+                        hours.add(int(hour))
+    return stored
+
+
+def _apply_entries(db: Database, changes: Entries) -> None:
+    news: Counter[tuple[str, int, str]] = Counter()
+    returns: Counter[tuple[str, int, int, str]] = Counter()
+    for (series, tag, hour, previous), count in changes.items():
+        if previous is None:
+            news[(series, hour, tag)] += count
+        else:
+            returns[(series, hour, previous, tag)] += count
+    ordered = db.dialect.concurrent_writers
+    _upsert(db, "unit_news", ("series", "hour", "tag"), _rows(news, ordered), ("units",))
+    _upsert(
+        db,
+        "unit_returns",
+        ("series", "hour", "previous", "tag"),
+        _rows(returns, ordered),
+        ("units",),
+    )
+
+
+def _add_units(db: Database, events: Iterable[tuple[str, str, str, int, bool]]) -> None:
+    """
+    Count newly stored C{events} into C{unit_hours}, C{unit_news} and C{unit_returns}.
+    """
+    added = _unit_hours(events)
+    stored = _stored_hours(db, added)
+    changes: Entries = Counter()
+    for key, hours in added.items():
+        old = stored[key]
+        if old.issuperset(hours):
+            continue
+        if not old or min(hours) > max(old):
+            # Hours after all the unit had (events arrive roughly in time order): the
+            # entries before them stay as they were.
+            series, _, tag = key
+            previous = max(old) if old else None
+            for hour in sorted(hours):
+                changes[(series, tag, hour, previous)] += 1
+                previous = hour
+        else:
+            entry_changes(changes, key, old, old.union(hours))
+    rows = [
+        (*key, hour, events, bots)
+        for key, hours in added.items()
+        if key[0] != "open-any"  # the union of the message's "open" rows
+        for hour, (events, bots) in hours.items()
+    ]
+    if db.dialect.concurrent_writers:
+        rows.sort()
+    _upsert(db, "unit_hours", _UNIT_HOURS_KEY, rows, ("events", "bot_events"))
+    _apply_entries(db, changes)
+
+
+def _replace_units(db: Database, wanted: UnitHours) -> None:
+    """
+    Make the stored hours of the units of C{wanted} what it says (a unit with no hours has
+    none left), with their entries.
+    """
+    stored = _stored_hours(db, wanted)
+    changes: Entries = Counter()
+    for key, hours in wanted.items():
+        entry_changes(changes, key, stored[key], hours)
+    db.execute_many(
+        "DELETE FROM unit_hours WHERE series = ? AND unit = ? AND tag = ?", sorted(wanted)
+    )
+    rows = [
+        (*key, hour, events, bots)
+        for key, hours in sorted(wanted.items())
+        for hour, (events, bots) in sorted(hours.items())
+    ]
+    _upsert(db, "unit_hours", _UNIT_HOURS_KEY, rows, ("events", "bot_events"))
+    _apply_entries(db, changes)
+
+
+def _retag_units(db: Database, old_tags: dict[str, str], new_tags: dict[str, str]) -> None:
+    """
+    Move the units of links retagged from C{old_tags} to C{new_tags}: their clicks go to
+    the new tag, and their messages' opens are counted again under both tags.
+    """
+    wanted: UnitHours = {}
+    for link_id in new_tags:
+        wanted[("click", link_id, old_tags[link_id])] = {}
+    clicks: list[tuple[str, str, str, int, bool]] = []
+    messages: set[str] = set()
+    for chunk in _chunks(sorted(new_tags)):
+        sql = (
+            f"SELECT link_id, kind, ts_ms, bot FROM events WHERE link_id IN ({_marks(len(chunk))})"
+        )
+        for link_id, kind, ts_ms, bot in db.query(sql, chunk):
+            if kind == "click":
+                clicks.append((kind, link_id, new_tags[link_id], int(ts_ms), bool(bot)))
+            else:
+                messages.add(message_key(link_id))
+    wanted.update(_unit_hours(clicks))
+    for message in sorted(messages):
+        opens = [
+            (kind, link_id, ts_ms, bot)
+            for link_id, kind, ts_ms, bot in _message_events(db, message)
+            if kind == "open"
+        ]
+        registered = _tags(db, sorted({link_id for _, link_id, _, _ in opens}))
+        registered.update(new_tags)
+        touched = {
+            either
+            for link_id, tag in new_tags.items()
+            if message_key(link_id) == message
+            for either in (tag, old_tags[link_id])
+        }
+        for tag in touched:
+            wanted[("open", message, tag)] = {}
+        for key, hours in _unit_hours(
+            (kind, link_id, registered.get(link_id, ""), int(ts_ms), bool(bot))
+            for kind, link_id, ts_ms, bot in opens
+        ).items():
+            if key[0] == "open" and key[2] in touched:
+                wanted[key] = hours
+    _replace_units(db, wanted)
+
+
+def _message_events(db: Database, message: str) -> list[tuple[Any, ...]]:
+    """
+    The (LinkID, kind, time, bot) of every event on a link of C{message}.
+    """
+    conditions = ["link_id >= ?"]
+    parameters: list[Any] = [message]
+    following = _successor(message)
+    if following is not None:
+        conditions.append("link_id < ?")
+        parameters.append(following)
+    conditions.append(f"substr(link_id, 1, {MESSAGE_KEY_LENGTH}) = ?")
+    parameters.append(message)
+    return db.query(
+        f"SELECT link_id, kind, ts_ms, bot FROM events WHERE {' AND '.join(conditions)}",
+        parameters,
     )
 
 
@@ -372,6 +577,11 @@ def register(db: Database, records: Sequence[LinkRecord]) -> int:
         counts = rollup(((fact, old_tags[fact.link_id]) for fact in facts), -1)
         counts.update(rollup((fact, retagged[fact.link_id]) for fact in facts))
         _apply_rollup(db, counts)
+        _retag_units(db, {link_id: old_tags[link_id] for link_id in retagged}, retagged)
+        db.execute_many(
+            "UPDATE link_totals SET tag = ? WHERE link_id = ?",
+            [(tag, link_id) for link_id, tag in sorted(retagged.items())],
+        )
     if changed:
         db.execute_many(
             "INSERT INTO links (link_id, url, message_id, part, position, tag, recipient_hash)"
@@ -542,6 +752,15 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
+def _whole_hours(query: StatsQuery) -> tuple[int | None, int | None]:
+    """
+    The first whole hour of C{query}'s range, and the hour after its last.
+    """
+    first_hour = None if query.start_ms is None else _ceil_div(query.start_ms, HOUR_MS)
+    end_hour = None if query.end_ms is None else query.end_ms // HOUR_MS
+    return first_hour, end_hour
+
+
 def _counts(db: Database, query: StatsQuery, tallies: Counter[TallyKey]) -> Counter[SeriesKey]:
     """
     Fill C{tallies} and give the time series' counts.
@@ -583,39 +802,337 @@ class _Links(NamedTuple):
     last_click_ms: int | None
 
 
-def _links_from_totals(db: Database, query: StatsQuery) -> _Links:
+def _hour_conditions(first_hour: int | None, end_hour: int | None) -> tuple[str, list[Any]]:
+    conditions = ""
+    parameters: list[Any] = []
+    if first_hour is not None:
+        conditions += " AND hour >= ?"
+        parameters.append(first_hour)
+    if end_hour is not None:
+        conditions += " AND hour < ?"
+        parameters.append(end_hour)
+    return conditions, parameters
+
+
+def _unique_in_hours(
+    db: Database, series: str, tag: str | None, first_hour: int | None, end_hour: int | None
+) -> int:
     """
-    Unique counts, top links, first and last click over all time, from C{link_totals}.
+    How many units of C{series} (and C{tag}, unless C{None}) had events in the whole hours
+    C{[first_hour, end_hour)}: the news in them, and the returns whose previous hour is
+    before them (see L{units}).
     """
-    joins, condition, parameters = "", "", []
-    if query.tag:
-        joins = " JOIN links l ON l.link_id = t.link_id AND l.tag = ?"
-        parameters = [query.tag]
-    elif query.tag is not None:  # untagged: registered without a tag, or never registered
-        joins = " LEFT JOIN links l ON l.link_id = t.link_id"
-        condition = " AND COALESCE(l.tag, '') = ''"
-    [(unique_clicks, first, last)] = db.query(
-        f"SELECT count(*), min(t.first_ms), max(t.last_ms) FROM link_totals t{joins}"
-        f" WHERE t.kind = 'click'{condition}",
+    conditions, parameters = _hour_conditions(first_hour, end_hour)
+    if tag is not None:
+        conditions += " AND tag = ?"
+        parameters.append(tag)
+    [(news,)] = db.query(
+        f"SELECT sum(units) FROM unit_news WHERE series = ?{conditions}", [series, *parameters]
+    )
+    total = int(news or 0)
+    if first_hour is not None:
+        [(returns,)] = db.query(
+            f"SELECT sum(units) FROM unit_returns WHERE series = ?{conditions} AND previous < ?",
+            [series, *parameters, first_hour],
+        )
+        total += int(returns or 0)
+    return total
+
+
+def _units_in_hours(
+    db: Database,
+    series: str,
+    tag: str | None,
+    units: set[str],
+    first_hour: int | None,
+    end_hour: int | None,
+) -> set[str]:
+    """
+    Which of C{units} had events in the whole hours C{[first_hour, end_hour)}.
+    """
+    if series == "open-any":  # the union of the messages' opens under every tag
+        series, tag = "open", None
+    found: set[str] = set()
+    conditions, parameters = _hour_conditions(first_hour, end_hour)
+    if tag is not None:
+        conditions += " AND tag = ?"
+        parameters.append(tag)
+    with _by_key(db):
+        for chunk in _chunks(sorted(units)):
+            found.update(
+                unit
+                for (unit,) in db.query(
+                    f"SELECT DISTINCT unit FROM unit_hours WHERE series = ?{conditions}"
+                    f" AND unit IN ({_marks(len(chunk))})",
+                    [series, *parameters, *chunk],
+                )
+            )
+    return found
+
+
+def _edge_click_time(
+    db: Database, query: StatsQuery, edge: tuple[int, int] | None, last: bool
+) -> int | None:
+    """
+    The first (or C{last}) click C{query} selects in the time range C{edge}, or C{None}.
+    """
+    if edge is None:
+        return None
+    clicks = _select_events(query, edge[0], edge[1], "click")
+    [(found,)] = db.query(
+        f"SELECT {'max' if last else 'min'}(e.ts_ms) FROM events e{clicks.joins}{clicks.where()}",
+        clicks.parameters,
+    )
+    return None if found is None else int(found)
+
+
+def _first_click_hour(
+    db: Database, query: StatsQuery, first_hour: int | None, end_hour: int | None, last: bool
+) -> int | None:
+    """
+    The first (or C{last}) hour of C{[first_hour, end_hour)} with clicks C{query} selects.
+    """
+    conditions, parameters = _hour_conditions(first_hour, end_hour)
+    if query.tag is not None:
+        conditions += " AND tag = ?"
+        parameters.append(query.tag)
+    [(hour,)] = db.query(
+        f"SELECT {'max' if last else 'min'}(hour) FROM hourly_totals"
+        f" WHERE kind = 'click' AND events > 0{conditions}",
         parameters,
     )
-    [(unique_opens,)] = db.query(
-        f"SELECT count(DISTINCT substr(t.link_id, 1, {MESSAGE_KEY_LENGTH}))"
-        f" FROM link_totals t{joins} WHERE t.kind = 'open'{condition}",
-        parameters,
+    return None if hour is None else int(hour)
+
+
+_PAGE = 2_000
+#: About how many raw clicks grouping reads in the time a link's range count is looked up.
+_LOOKUP_COST = 8
+_CHUNK_OF_CANDIDATES = 250
+
+
+def _ranked_links(db: Database, query: StatsQuery) -> Iterator[list[tuple[Any, ...]]]:
+    """
+    Pages of the clicked links C{query}'s tag selects, (LinkID, clicks, bot clicks), most
+    clicked first (then by LinkID).
+
+    The rank index holds only links clicked more than once: most links are clicked once,
+    and each index a row's count is in costs ingest a write. Those come last, in the
+    order of the table's key.
+    """
+    condition, parameters = ("", []) if query.tag is None else (" AND tag = ?", [query.tag])
+    offset = 0
+    while True:
+        page = db.query(
+            "SELECT link_id, events, bot_events FROM link_totals"
+            f" WHERE kind = 'click' AND events >= 2{condition}"
+            " ORDER BY events DESC, link_id LIMIT ? OFFSET ?",
+            [*parameters, _PAGE, offset],
+        )
+        if page:
+            yield page
+        if len(page) < _PAGE:
+            break
+        offset += _PAGE
+    after = ""
+    while True:
+        page = db.query(
+            "SELECT link_id, events, bot_events FROM link_totals"
+            f" WHERE kind = 'click' AND link_id > ? AND events = 1{condition}"
+            " ORDER BY link_id LIMIT ?",
+            [after, *parameters, _PAGE],
+        )
+        if page:
+            yield page
+        if len(page) < _PAGE:
+            break
+        after = page[-1][0]
+
+
+def _candidates(db: Database, query: StatsQuery, clicks: int, most: int) -> int:
+    """
+    How many links C{query}'s tag selects have at least C{clicks} clicks, counting no
+    further than C{most} and one.
+    """
+    condition, parameters = "", list[Any]()
+    if query.tag is not None:
+        condition, parameters = " AND tag = ?", [query.tag]
+    if clicks >= 2:  # the rank index alone answers
+        condition = f" AND events >= 2 AND events >= ?{condition}"
+        parameters = [clicks, *parameters]
+    [(count,)] = db.query(
+        "SELECT count(*) FROM"
+        f" (SELECT 1 FROM link_totals WHERE kind = 'click'{condition} LIMIT ?) AS found",
+        [*parameters, most + 1],
     )
-    top = db.query(
-        f"SELECT t.link_id, t.events, t.bot_events FROM link_totals t{joins}"
-        f" WHERE t.kind = 'click'{condition} ORDER BY t.events DESC, t.link_id LIMIT ?",
-        [*parameters, query.top],
+    return int(count)
+
+
+def _top_in_hours(
+    db: Database,
+    query: StatsQuery,
+    first_hour: int | None,
+    end_hour: int | None,
+    edge_clicks: dict[str, list[int]],
+    budget: int,
+) -> list[tuple[str, int, int]] | None:
+    """
+    The most clicked links of the range: the whole hours C{[first_hour, end_hour)} and the
+    clicks C{edge_clicks} (LinkID: [clicks, bot clicks]) in the partial hours at its ends.
+
+    Links are read most clicked over all time first, and their clicks in the range added
+    up, until a link's clicks over all time are fewer than the last of the top links' in
+    the range: no link after it can enter the list. C{None} if that takes reading more
+    than C{budget} links: grouping the range's raw clicks is cheaper then.
+    """
+    if query.top <= 0:
+        return []
+    best: list[tuple[int, str, int]] = []  # -clicks, LinkID, bot clicks
+
+    def answer() -> list[tuple[str, int, int]]:
+        return [(link_id, -negative, bots) for negative, link_id, bots in best]
+
+    if first_hour is None and end_hour is None:  # all time: the totals are the answer
+        for page in _ranked_links(db, query):
+            best.extend((-int(clicks), link_id, int(bots)) for link_id, clicks, bots in page)
+            if len(best) >= query.top:
+                break
+        del best[query.top :]
+        return answer()
+    hours, hour_parameters = _hour_conditions(first_hour, end_hour)
+    with _by_key(db):
+        return _walk(db, query, hours, hour_parameters, edge_clicks, budget)
+
+
+@contextmanager
+def _by_key(db: Database) -> Iterator[None]:
+    """
+    Keep PostgreSQL's plans on the indexes for look-ups by key: with the statistics of
+    tables that grow fast, it would read a whole table for a few hundred keys.
+    """
+    if db.dialect.name != "postgresql":
+        yield
+        return
+    db.execute("SET LOCAL enable_seqscan = off")
+    db.execute("SET LOCAL enable_bitmapscan = off")
+    yield  # (a failure rolls the transaction back, and its settings with it)
+    db.execute("SET LOCAL enable_seqscan = on")
+    db.execute("SET LOCAL enable_bitmapscan = on")
+
+
+def _walk(
+    db: Database,
+    query: StatsQuery,
+    hours: str,
+    hour_parameters: list[Any],
+    edge_clicks: dict[str, list[int]],
+    budget: int,
+) -> list[tuple[str, int, int]] | None:
+    """
+    The search of L{_top_in_hours} over ranked links, their clicks in the C{hours}.
+    """
+    best: list[tuple[int, str, int]] = []  # -clicks, LinkID, bot clicks
+
+    def answer() -> list[tuple[str, int, int]]:
+        return [(link_id, -negative, bots) for negative, link_id, bots in best]
+
+    read = 0
+    counted_for = 0
+    for page in _ranked_links(db, query):
+        if read > budget:
+            return None
+        read += len(page)
+        for start in range(0, len(page), _CHUNK_OF_CANDIDATES):
+            chunk = page[start : start + _CHUNK_OF_CANDIDATES]
+            if len(best) == query.top and int(chunk[0][1]) < -best[-1][0]:
+                return answer()
+            counts = {link_id: list(edge_clicks.get(link_id, (0, 0))) for link_id, _, _ in chunk}
+            for link_id, clicks, bots in db.query(
+                "SELECT unit, sum(events), sum(bot_events) FROM unit_hours"
+                f" WHERE series = 'click'{hours} AND unit IN ({_marks(len(chunk))})"
+                " GROUP BY unit",
+                [*hour_parameters, *counts],
+            ):
+                counts[link_id][0] += int(clicks)
+                counts[link_id][1] += int(bots)
+            best.extend(
+                (-clicks, link_id, bots) for link_id, (clicks, bots) in counts.items() if clicks
+            )
+            best.sort()
+            del best[query.top :]
+        if len(best) == query.top and -best[-1][0] != counted_for:
+            # How many links could still enter the list (counted again only once the last
+            # of the best has more clicks: the count is of the index's rows).
+            counted_for = -best[-1][0]
+            if _candidates(db, query, counted_for, budget) > budget:
+                return None
+    return answer()
+
+
+def _links_from_rollups(
+    db: Database, query: StatsQuery, first_hour: int | None, end_hour: int | None, clicks: int
+) -> _Links:
+    """
+    Unique counts, top links, first and last click of a range with whole hours
+    C{[first_hour, end_hour)}: from the unit tables for those hours, and the raw events of
+    the partial hours at the range's ends. C{clicks} is how many clicks the range holds.
+    """
+    start, end = query.start_ms, query.end_ms
+    left = right = None
+    if start is not None and first_hour is not None and start < first_hour * HOUR_MS:
+        left = (start, first_hour * HOUR_MS)
+    if end is not None and end_hour is not None and end_hour * HOUR_MS < end:
+        right = (end_hour * HOUR_MS, end)
+    edges = [edge for edge in (left, right) if edge is not None]
+    edge_clicks: dict[str, list[int]] = {}
+    edge_messages: set[str] = set()
+    for edge_start, edge_end in edges:
+        selection = _select_events(query, edge_start, edge_end, None)
+        kinds = "e.kind IN ('click', 'open')"
+        for link_id, kind, bot in db.query(
+            f"SELECT e.link_id, e.kind, e.bot FROM events e{selection.joins}"
+            f"{selection.where(kinds)}",
+            selection.parameters,
+        ):
+            if kind == "click":
+                counts = edge_clicks.setdefault(link_id, [0, 0])
+                counts[0] += 1
+                counts[1] += int(bot)
+            else:
+                edge_messages.add(message_key(link_id))
+    click_tag = query.tag
+    open_series, open_tag = ("open", query.tag) if query.tag is not None else ("open-any", "")
+    unique_clicks = _unique_in_hours(db, "click", click_tag, first_hour, end_hour)
+    unique_clicks += len(
+        set(edge_clicks)
+        - _units_in_hours(db, "click", None, set(edge_clicks), first_hour, end_hour)
     )
-    return _Links(
-        int(unique_clicks),
-        int(unique_opens),
-        [(link_id, int(clicks), int(bots)) for link_id, clicks, bots in top],
-        None if first is None else int(first),
-        None if last is None else int(last),
+    unique_opens = _unique_in_hours(db, open_series, open_tag, first_hour, end_hour)
+    unique_opens += len(
+        edge_messages
+        - _units_in_hours(db, open_series, open_tag, edge_messages, first_hour, end_hour)
     )
+    ends: list[int | None] = []
+    for last in (False, True):
+        near, far = (right, left) if last else (left, right)
+        found = _edge_click_time(db, query, near, last)
+        if found is None:
+            hour = _first_click_hour(db, query, first_hour, end_hour, last)
+            if hour is not None:
+                found = _edge_click_time(db, query, (hour * HOUR_MS, (hour + 1) * HOUR_MS), last)
+        if found is None:
+            found = _edge_click_time(db, query, far, last)
+        ends.append(found)
+    if query.tag is not None:
+        # Grouping the raw clicks of one tag reads every click of the range.
+        hours, parameters = _hour_conditions(first_hour, end_hour)
+        [(all_clicks,)] = db.query(
+            f"SELECT sum(events) FROM hourly_totals WHERE kind = 'click'{hours}", parameters
+        )
+        clicks = max(clicks, int(all_clicks or 0))
+    top = _top_in_hours(db, query, first_hour, end_hour, edge_clicks, clicks // _LOOKUP_COST)
+    if top is None:
+        top = _top_from_events(db, query)
+    return _Links(unique_clicks, unique_opens, top, ends[0], ends[1])
 
 
 def _links_from_events(db: Database, query: StatsQuery) -> _Links:
@@ -652,6 +1169,21 @@ def _links_from_events(db: Database, query: StatsQuery) -> _Links:
     )
 
 
+def _top_from_events(db: Database, query: StatsQuery) -> list[tuple[str, int, int]]:
+    """
+    The most clicked links of the events C{query} selects, grouping its clicks.
+    """
+    if query.top <= 0:
+        return []
+    clicks = _select_events(query, query.start_ms, query.end_ms, "click")
+    groups = db.query(
+        f"SELECT e.link_id, count(*), sum(e.bot) FROM events e{clicks.joins}{clicks.where()}"
+        " GROUP BY e.link_id ORDER BY 2 DESC, 1 LIMIT ?",
+        [*clicks.parameters, query.top],
+    )
+    return [(link_id, int(count), int(bots)) for link_id, count, bots in groups]
+
+
 def _urls(db: Database, link_ids: Sequence[str]) -> dict[str, str]:
     if not link_ids:
         return {}
@@ -682,9 +1214,14 @@ def stats(db: Database, query: StatsQuery) -> Stats:
     """
     tallies: Counter[TallyKey] = Counter()
     series = _counts(db, query, tallies)
-    everything = query.start_ms is None and query.end_ms is None
-    if everything and query.link is None and query.message is None:
-        links = _links_from_totals(db, query)
+    first_hour, end_hour = _whole_hours(query)
+    if (
+        query.link is None
+        and query.message is None
+        and (first_hour is None or end_hour is None or first_hour < end_hour)
+    ):
+        range_clicks = sum(tallies[("click", bot, "all", "")] for bot in (0, 1))
+        links = _links_from_rollups(db, query, first_hour, end_hour, range_clicks)
     else:
         links = _links_from_events(db, query)
     urls = _urls(db, [link_id for link_id, _, _ in links.top])
@@ -721,6 +1258,7 @@ def migrate(db: Database, now_ms: int) -> list[int]:
     The caller holds the lock that keeps other collectors from migrating at the same time.
     """
     db.execute(SCHEMA_VERSION_TABLE)
+    backfills = {"units": _fill_units}
     applied = {int(version) for (version,) in db.query("SELECT version FROM schema_version")}
     done = []
     for migration in MIGRATIONS:
@@ -728,9 +1266,25 @@ def migrate(db: Database, now_ms: int) -> list[int]:
             continue
         for statement in migration.statements(db.dialect):
             db.execute(statement)
+        if migration.backfill is not None:
+            backfills[migration.backfill](db)
         db.execute(
             "INSERT INTO schema_version (version, description, applied_ms) VALUES (?, ?, ?)",
             (migration.version, migration.description, now_ms),
         )
         done.append(migration.version)
     return done
+
+
+def _fill_units(db: Database) -> None:
+    """
+    Count the events already stored into the unit tables (migration 2).
+    """
+    events = db.query(
+        "SELECT e.kind, e.link_id, COALESCE(l.tag, ''), e.ts_ms, e.bot"
+        " FROM events e LEFT JOIN links l ON l.link_id = e.link_id"
+    )
+    _add_units(
+        db,
+        ((kind, link_id, tag, int(ts_ms), bool(bot)) for kind, link_id, tag, ts_ms, bot in events),
+    )
