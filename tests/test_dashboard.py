@@ -23,7 +23,7 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorProcess, IReactorTCP
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
@@ -622,37 +622,9 @@ class BrowserTestCase(TestCase):
 
     def serve(self, stats: FakeStats) -> str:
         tcp: IReactorTCP = global_reactor  # type: ignore[assignment]
-        site = stats_site(stats)
-        protocols: list[Any] = []
-        build = site.buildProtocol
-
-        def buildProtocol(address: Any) -> Any:
-            protocol = build(address)
-            protocols.append(protocol)
-            return protocol
-
-        site.buildProtocol = buildProtocol  # type: ignore[method-assign]
-        port = tcp.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(self.close, port, protocols)
+        port = tcp.listenTCP(0, stats_site(stats), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
         return f"http://127.0.0.1:{port.getHost().port}/"
-
-    @inlineCallbacks
-    def close(self, port: Any, protocols: list[Any]) -> Any:
-        """
-        Stop listening, and close every connection Chromium left open and wait until each
-        is gone: on a slow machine the site may already have timed some out, and their
-        abort timers must not outlive the test.
-        """
-        yield port.stopListening()
-        transports = [protocol._channel.transport for protocol in protocols]
-        for transport in transports:
-            if not transport.disconnected:
-                transport.abortConnection()
-        for _ in range(500):
-            if all(transport.disconnected for transport in transports):
-                return
-            yield deferLater(global_reactor, 0.01, lambda: None)  # type: ignore[arg-type]
-        self.fail("Chromium's connections did not close")
 
 
 class ChromiumTests(BrowserTestCase):
