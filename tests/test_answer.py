@@ -9,6 +9,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -54,6 +55,11 @@ class _Answering(Resource):
 
 
 class _Unlogged(Site):
+    """
+    A site without an access log; give it a L{Clock} as its reactor, or its channels' idle
+    timers run on the global reactor and fire in some later test.
+    """
+
     def log(self, request: object) -> None:
         pass
 
@@ -63,7 +69,7 @@ def _exchange(resource: Resource, data: bytes) -> tuple[bytes, bool]:
     What the site answers C{data} with over an in-memory transport, and whether the
     connection is left open.
     """
-    protocol = _Unlogged(resource).buildProtocol(PEER)
+    protocol = _Unlogged(resource, reactor=Clock()).buildProtocol(PEER)
     assert protocol is not None
     transport = StringTransport(peerAddress=PEER)
     protocol.makeConnection(transport)
@@ -141,7 +147,7 @@ class RespondTests(SynchronousTestCase):
         """
         writes: list[list[bytes]] = []
         resource = _Answering(ANSWERS[1], None, fast=True)
-        protocol = _Unlogged(resource).buildProtocol(PEER)
+        protocol = _Unlogged(resource, reactor=Clock()).buildProtocol(PEER)
         assert protocol is not None
         transport = StringTransport(peerAddress=PEER)
         transport.writeSequence = writes.append  # type: ignore[method-assign]
@@ -203,7 +209,7 @@ class RespondTests(SynchronousTestCase):
         answered in order, and the connection stays open.
         """
         resource = _Answering(ANSWERS[2], None, fast=True)
-        protocol = _Unlogged(resource).buildProtocol(PEER)
+        protocol = _Unlogged(resource, reactor=Clock()).buildProtocol(PEER)
         assert protocol is not None
         transport = StringTransport(peerAddress=PEER)
         protocol.makeConnection(transport)
