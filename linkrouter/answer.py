@@ -5,8 +5,8 @@ Fixed answers, serialized once and written with the request's own headers in one
 Every answer the public resource gives is a constant (status, headers, body) except the
 redirect's C{Location}. Letting C{twisted.web} write them costs, per request, a header
 lookup for each of its framing decisions, the serialization of every header and a
-C{finish} that looks for a log to write to: on a keep-alive redirect, more than verifying
-the link (C{docs/performance.rst}). L{respond} writes the pre-serialized answer, the
+C{finish} that looks for a log to write to: about 7 us of a keep-alive redirect in process,
+nearly what verifying the link costs (C{docs/performance.rst}). L{respond} writes the pre-serialized answer, the
 request's own headers (C{Date}, C{Connection}) and the body with one C{writeSequence} and
 finishes the request as C{Request.finish} would, without its access-log call.
 
