@@ -6,9 +6,10 @@ Every answer the public resource gives is a constant (status, headers, body) exc
 redirect's C{Location}. Letting C{twisted.web} write them costs, per request, a header
 lookup for each of its framing decisions, the serialization of every header and a
 C{finish} that looks for a log to write to: about 7 us of a keep-alive redirect in process,
-nearly what verifying the link costs (C{docs/performance.rst}). L{respond} writes the pre-serialized answer, the
-request's own headers (C{Date}, C{Connection}) and the body with one C{writeSequence} and
-finishes the request as C{Request.finish} would, without its access-log call.
+nearly what verifying the link costs (C{docs/performance.rst}). L{respond} writes the
+pre-serialized answer, the request's own headers (C{Date}, C{Connection}) and the body with
+one C{writeSequence} and finishes the request as C{Request.finish} would, without its
+access-log call.
 
 It also means a C{HEAD} answer never hands C{twisted.web} a body to discard: Twisted logs
 such a request, with its path, to say it ate the body, and the router must never log a path.
