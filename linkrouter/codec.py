@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from enum import Enum
 from functools import lru_cache
+from typing import NamedTuple
 
 from ada_url import parse_url
 from attrs import field, frozen
@@ -94,11 +95,14 @@ class Refusal(Enum):
     BAD_TAG = "the link's tag does not match: it was changed or never issued"
 
 
-@frozen
-class TrackedLink:
+class TrackedLink(NamedTuple):
     """
     What a verified link says. C{target} is the exact C{Location} value (C{None} for an open
     pixel).
+
+    A named tuple rather than an C{attrs} class: the router builds one for every request, and
+    a tuple is built in a third of the time of a frozen C{attrs} instance (about 1 us less a
+    click, C{docs/performance.rst}).
     """
 
     kind: Kind
@@ -385,6 +389,26 @@ class ClickSigner:
         return link
 
 
+def _unescaped(readable: str) -> str | None:
+    """
+    The readable target with each C{%XX} replaced by its character, or C{None} for a bad
+    escape or one of a byte no target can hold.
+    """
+    pieces = readable.split("%")
+    try:
+        return pieces[0] + "".join([_UNESCAPE[piece[:2]] + piece[2:] for piece in pieces[1:]])
+    except KeyError:
+        return None
+
+
+# Every recipient of a campaign clicks links with the same readable target (only the LinkID
+# and tag differ), so a busy router unescapes each destination once, not once a click. Only
+# targets up to 1,024 characters are cached, which bounds what strangers' paths can make it
+# hold to a few MiB.
+_CACHED_READABLE = 1024
+_unescaped_cached = lru_cache(maxsize=2048)(_unescaped)
+
+
 def verify(path: str, keys: Mapping[str, Key]) -> TrackedLink | Refusal:
     """
     Decode and authenticate the path of a tracked link (no query, no fragment).
@@ -400,11 +424,13 @@ def verify(path: str, keys: Mapping[str, Key]) -> TrackedLink | Refusal:
         prefix, readable, key_id, link_id, issued, tag = match.groups()
         layout = _PREFIXES[prefix]
         if "%" in readable:
-            pieces = readable.split("%")
-            try:
-                readable = pieces[0] + "".join([_UNESCAPE[p[:2]] + p[2:] for p in pieces[1:]])
-            except KeyError:  # a bad escape, or one of a byte no target can hold
+            if len(readable) <= _CACHED_READABLE:
+                unescaped = _unescaped_cached(readable)
+            else:
+                unescaped = _unescaped(readable)
+            if unescaped is None:
                 return Refusal.MALFORMED
+            readable = unescaped
         href = layout.scheme + readable
         if len(href) > MAX_LINK_LENGTH:
             return Refusal.MALFORMED  # no issued link holds a target this long

@@ -16,7 +16,6 @@ import time
 import zlib
 from collections.abc import Iterable
 from enum import Enum
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -107,14 +106,16 @@ def _stored_ip(ip: str, storage: IPStorage) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-@lru_cache(maxsize=4)
 def _second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
+_MILLISECONDS = [f".{fraction:03d}Z" for fraction in range(1000)]
+
+
 def _utc(milliseconds: int) -> str:
     seconds, fraction = divmod(milliseconds, 1000)
-    return f"{_second(seconds)}.{fraction:03d}Z"  # clicks of one second share the formatting
+    return _second(seconds) + _MILLISECONDS[fraction]
 
 
 def encode_hits(
@@ -122,40 +123,51 @@ def encode_hits(
 ) -> tuple[bytes, int]:
     """
     The journal lines for C{hits}, numbered from C{first_sequence}, and the next number.
+
+    Written for speed, as it runs for every click (about 3 us an event): what is the same
+    for many events (the second's and the millisecond's text, the enums' values) is
+    computed once, and C{orjson} writes the line.
     """
     lines = []
     sequence = first_sequence
     batch = list(hits)
     # One system call a batch, not one an event; as hex, each event's 80 bits are 20 digits.
     randomness = os.urandom(10 * len(batch)).hex()
-    last = -1
-    stamp = head = ""
+    full_ip = ip_storage is IPStorage.FULL
+    last_millisecond = last_second = -1
+    second = stamp = head = ""
+    crc32 = zlib.crc32
+    dumps = orjson.dumps
     for index, hit in enumerate(batch):
         link = hit.link
         milliseconds = int(hit.time * 1000)
-        if milliseconds != last:  # a busy router journals several clicks a millisecond
-            last = milliseconds
-            stamp = _utc(milliseconds)
+        if milliseconds != last_millisecond:  # a busy router journals several a millisecond
+            last_millisecond = milliseconds
+            seconds, fraction = divmod(milliseconds, 1000)
+            if seconds != last_second:
+                last_second = seconds
+                second = _second(seconds)
+            stamp = second + _MILLISECONDS[fraction]
             head = _uuid7_head(milliseconds)
         random = randomness[20 * index : 20 * index + 20]
-        body = orjson.dumps(
+        body = dumps(
             {
                 "v": EVENT_VERSION,
                 "id": f"{head}{random[1:4]}-{_VARIANT[random[4]]}{random[5:8]}-{random[8:]}",
                 "seq": sequence,
                 "router": router_id,
                 "ts": stamp,
-                "kind": link.kind.value,
+                "kind": link.kind._value_,  # not .value: a property, five times slower
                 "link": link.link_id,
                 "key": link.key_id,
-                "part": link.part.value,
+                "part": link.part._value_,
                 "issued": link.issued_at,
                 "method": hit.method.decode("latin-1"),
-                "ip": _stored_ip(hit.ip, ip_storage),
+                "ip": hit.ip if full_ip else _stored_ip(hit.ip, ip_storage),
                 "ua": hit.user_agent[:MAX_USER_AGENT].decode("utf-8", "backslashreplace"),
             }
         )
-        lines.append(b'%b,"crc":"%08x"}\n' % (body[:-1], zlib.crc32(body)))
+        lines.append(b'%b,"crc":"%08x"}\n' % (body[:-1], crc32(body)))
         sequence += 1
     return b"".join(lines), sequence
 

@@ -715,17 +715,22 @@ class DecodedTargetTests(SynchronousTestCase):
     """
 
     @settings(max_examples=1000, deadline=None)
-    @given(st.sampled_from(["1", "1s", "1t", "1st"]), _READABLES, _LINK_IDS, _ISSUED)
+    @given(
+        st.sampled_from(["1", "1s", "1t", "1st"]), _READABLES, _LINK_IDS, _ISSUED, st.booleans()
+    )
     def test_arbitraryReadable(
-        self, prefix: str, readable: str, link_id: str, issued: int
+        self, prefix: str, readable: str, link_id: str, issued: int, long: bool
     ) -> None:
         """
         For a click path with any readable segment and a tag that is correct for its naive
         byte-for-byte decoding, verify returns a TrackedLink exactly when the segment is valid
         pchar with valid escapes of printable ASCII, and then its target is that decoding;
         otherwise a Refusal. A TrackedLink's target never has a control, space or non-ASCII
-        character.
+        character. Long segments (over the 1,024 characters whose decoding is cached) are
+        decoded alike.
         """
+        if long:
+            readable = "a" * 1100 + readable
         scheme = "https://" if "s" in prefix else "http://"
         naive = scheme + unquote_to_bytes(readable).decode("latin-1")
         path = forge_click(prefix, readable, naive, link_id=link_id, issued_at=issued)

@@ -504,20 +504,40 @@ class BatchTests(SynchronousTestCase):
             max_size=12,
         ),
         agents=st.lists(user_agents, min_size=12, max_size=12),
+        links=st.lists(
+            st.builds(make_link, st.sampled_from(Kind), st.sampled_from(Part), link_ids, key_ids),
+            min_size=12,
+            max_size=12,
+        ),
+        methods=st.lists(st.sampled_from([b"GET", b"HEAD"]), min_size=12, max_size=12),
+        addresses=st.lists(
+            st.sampled_from(["2001:db8::7", "192.0.2.1", "203.0.113.250"]),
+            min_size=12,
+            max_size=12,
+        ),
         storage=st.sampled_from(list(IPStorage)),
         randomness=st.binary(min_size=120, max_size=120),
     )
     def test_batchIsEventByEvent(
-        self, times: list[float], agents: list[bytes], storage: IPStorage, randomness: bytes
+        self,
+        times: list[float],
+        agents: list[bytes],
+        links: list[TrackedLink],
+        methods: list[bytes],
+        addresses: list[str],
+        storage: IPStorage,
+        randomness: bytes,
     ) -> None:
         """
         A batch's lines are those of its events encoded one by one with the same
-        randomness, whatever the times (several in one millisecond share its time fields).
+        randomness, whatever the times (several in one millisecond share its time fields),
+        links, methods and addresses.
         """
-        link = TrackedLink(Kind.CLICK, Part.HTML, TARGET, "k", "L1", 1_764_000_000)
         hits = [
-            Hit(when, link, b"GET", "2001:db8::7", agent)
-            for when, agent in zip(times, agents, strict=False)
+            Hit(when, link, method, address, agent)
+            for when, agent, link, method, address in zip(
+                times, agents, links, methods, addresses, strict=False
+            )
         ]
         self.patch(os, "urandom", lambda size: randomness[:size])
         data, _ = encode_hits(hits, ROUTER, 7, storage)
