@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 from ada_url import URL
 from attrs import field, frozen
@@ -27,6 +28,9 @@ __all__ = ["EMPTY", "BlockList", "BlockListError", "destination_host", "load_blo
 
 MAX_BLOCKLIST_BYTES = 16 * 1024 * 1024
 """A block list larger than this is refused rather than read into memory."""
+
+_CACHED_TARGET = 1024
+"""Host checks of destinations up to this length are cached (a few MiB at most)."""
 
 _MESSAGE_KEY = re.compile(rf"[A-Za-z0-9_-]{{{MESSAGE_KEY_LENGTH}}}")
 _HOST = re.compile(r"[^\s/?#@:\\\[\]]+|\[[0-9A-Fa-f:.]+\]")
@@ -61,10 +65,14 @@ class BlockList:
     key_ids: frozenset[str] = frozenset()
     hosts: frozenset[str] = frozenset()
     _empty: bool = field(init=False, repr=False, eq=False)
+    _cached_host_reason: Callable[[str], str | None] = field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         empty = not (self.link_ids or self.message_keys or self.key_ids or self.hosts)
         object.__setattr__(self, "_empty", empty)
+        # Every recipient of a campaign clicks the same destinations: each is walked once.
+        cached = lru_cache(maxsize=2048)(self._host_reason)
+        object.__setattr__(self, "_cached_host_reason", cached)
 
     def __bool__(self) -> bool:
         return not self._empty
@@ -83,17 +91,23 @@ class BlockList:
             return f"message key {prefix} is listed"
         if link.key_id in self.key_ids:
             return f"key id {link.key_id} is listed"
-        if self.hosts and link.target is not None:
-            host = destination_host(link.target)
-            suffix = host
-            while True:
-                if suffix in self.hosts:
-                    return f"destination host {host} is listed as {suffix}"
-                dot = suffix.find(".")
-                if dot < 0:
-                    return None
-                suffix = suffix[dot + 1 :]
+        target = link.target
+        if self.hosts and target is not None:
+            if len(target) <= _CACHED_TARGET:
+                return self._cached_host_reason(target)
+            return self._host_reason(target)
         return None
+
+    def _host_reason(self, target: str) -> str | None:
+        host = destination_host(target)
+        suffix = host
+        while True:
+            if suffix in self.hosts:
+                return f"destination host {host} is listed as {suffix}"
+            dot = suffix.find(".")
+            if dot < 0:
+                return None
+            suffix = suffix[dot + 1 :]
 
 
 EMPTY = BlockList()

@@ -84,6 +84,27 @@ class ReasonTests(SynchronousTestCase):
         for target in ["https://notspam.example/", "https://example/", "https://spam.examples/"]:
             self.assertIsNone(blocklist.reason(click(target)), target)
 
+    def test_hostsOfAnyLength(self) -> None:
+        """
+        Short destinations' host checks are cached, long ones' are not: both answer alike,
+        asked once or again, and two block lists never share an answer.
+        """
+        listed = BlockList(hosts=frozenset({"spam.example"}))
+        other = BlockList(hosts=frozenset({"ham.example"}))
+        for path in ["x", "x" * 1100]:
+            spam, ham = (
+                click(f"https://a.spam.example/{path}"),
+                click(f"https://ham.example/{path}"),
+            )
+            for _ in range(2):
+                self.assertEqual(
+                    listed.reason(spam),
+                    "destination host a.spam.example is listed as spam.example",
+                )
+                self.assertIsNone(listed.reason(ham))
+                self.assertIsNone(other.reason(spam))
+                self.assertIsNotNone(other.reason(ham))
+
     def test_openPixel(self) -> None:
         """
         An open pixel has no destination: host entries pass it, link entries block it.
