@@ -237,6 +237,7 @@ def _encode_issued_at(seconds: int) -> str:
     return base64.urlsafe_b64encode(seconds.to_bytes(6, "big")).decode().lstrip("A") or "A"
 
 
+@lru_cache(maxsize=1024)  # a message's links, and a campaign's, share their issue time
 def _decode_issued_at(digits: str) -> int | None:
     if len(digits) > 1 and digits[0] == "A":
         return None  # a leading zero digit: the same time has one spelling only
