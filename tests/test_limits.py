@@ -73,6 +73,30 @@ class LimitTests(SynchronousTestCase):
         many = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
         self.assertRefused(self.send(b"GET / HTTP/1.1\r\n" + many + b"\r\n"), b"431")
 
+    def test_headersAtTheLimitServed(self) -> None:
+        """
+        Exactly the limit of header lines is served.
+        """
+        many = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS))
+        transport = self.send(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))
+
+    def test_limitsOfEveryRequestOnAConnection(self) -> None:
+        """
+        After a served request, the next one on the connection is checked again, whether it
+        arrives with the first (pipelined) or after it.
+        """
+        served = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        long = b"GET /" + b"a" * MAX_REQUEST_LINE + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        many = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
+        for refused, status in [(long, b"414"), (b"GET / HTTP/1.1\r\n" + many + b"\r\n", b"431")]:
+            for chunks in [(served + refused,), (served, refused)]:
+                answer = self.send(*chunks).value()
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+                second = answer[answer.index(b"HTTP/1.1 ", 1) :]
+                self.assertTrue(second.startswith(b"HTTP/1.1 " + status), second[:80])
+                self.assertEqual(answer.count(b"HTTP/1.1 "), 2)
+
     def test_badRequestCarriesHsts(self) -> None:
         """
         Twisted's own 400 for a malformed request line carries HSTS too.
