@@ -440,16 +440,22 @@ def _count_unit_hours(
     return found
 
 
+_NO_HOURS: frozenset[int] = frozenset()
+
+
 def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[int]]:
     """
-    The hours stored in C{unit_hours} for each of C{keys}; a message's hours under every
-    tag (series C{open-any}) are those of its opens under each tag.
+    The hours stored in C{unit_hours} for those of C{keys} that have any; a message's hours
+    under every tag (series C{open-any}) are those of its opens under each tag.
+
+    Keys with no hours are left out rather than given an empty set each: most units of a
+    batch are new, and thousands of empty sets cost more than the look-ups.
     """
-    wanted = set(keys)
+    wanted = keys if isinstance(keys, (set, dict)) else set(keys)
     by_series: dict[str, set[str]] = {}
     for series, unit, _ in wanted:
         by_series.setdefault("open" if series == "open-any" else series, set()).add(unit)
-    stored: dict[UnitKey, set[int]] = {key: set() for key in wanted}
+    stored: dict[UnitKey, set[int]] = {}
     for series, units in by_series.items():
         for chunk in _chunks(sorted(units)):
             sql = (
@@ -458,9 +464,12 @@ def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[in
             )
             for unit, tag, hour in db.query(sql, [series, *chunk]):
                 for key in ((series, unit, tag), ("open-any", unit, "")):
-                    hours = stored.get(key)
-                    if hours is not None:
-                        hours.add(int(hour))
+                    if key in wanted:
+                        hours = stored.get(key)
+                        if hours is None:
+                            stored[key] = {int(hour)}
+                        else:
+                            hours.add(int(hour))
     return stored
 
 
@@ -491,7 +500,7 @@ def _add_units(db: Database, added: UnitHours) -> None:
     stored = _stored_hours(db, added)
     changes: Entries = Counter()
     for key, hours in added.items():
-        old = stored[key]
+        old = stored.get(key, _NO_HOURS)
         if old.issuperset(hours):
             continue
         if not old or min(hours) > max(old):
@@ -524,7 +533,7 @@ def _replace_units(db: Database, wanted: UnitHours) -> None:
     stored = _stored_hours(db, wanted)
     changes: Entries = Counter()
     for key, hours in wanted.items():
-        entry_changes(changes, key, stored[key], hours)
+        entry_changes(changes, key, stored.get(key, _NO_HOURS), hours)
     db.execute_many(
         "DELETE FROM unit_hours WHERE series = ? AND unit = ? AND tag = ?", sorted(wanted)
     )
