@@ -5,7 +5,9 @@ The embedded store: one SQLite file in write-ahead-log mode.
 One thread owns the only writing connection, so batches never wait on each other's locks;
 another thread reads, and in WAL mode readers see a consistent snapshot while the writer
 commits. With C{synchronous=FULL} a commit is on disk (the WAL fsynced) before C{ingest}'s
-Deferred fires: the collector acknowledges only what a crash cannot take back.
+Deferred fires: the collector acknowledges only what a crash cannot take back. Batches
+that arrive while the writer is busy are stored together when it is free, in one
+transaction with one commit (group commit), each still answered only after that commit.
 """
 
 from __future__ import annotations
