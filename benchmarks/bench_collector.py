@@ -226,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 events (smoke test)")
     parser.add_argument("--events", type=int, help="how many events (default 1,000,000)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--http-connections",
+        type=int,
+        default=1,
+        help="also post the HTTP batches over this many connections at once (as several"
+        " routers do), reported beside the one-connection figure",
+    )
     options = parser.parse_args(argv)
     count = options.events or (100_000 if options.quick else 1_000_000)
     rounds = 3 if options.quick else 5
@@ -262,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         if options.backend in ("sqlite", "both"):
             bare = FilePath(directory).child("bare-http.sqlite").path
             http_ingest("SQLite", "", BareSQLite(bare).insert, http_count)
+            if options.http_connections > 1:
+                again = FilePath(directory).child("bare-http-again.sqlite").path
+                http_ingest(
+                    "SQLite",
+                    "",
+                    BareSQLite(again).insert,
+                    http_count,
+                    options.http_connections,
+                )
         if options.backend in ("postgresql", "both"):
             server = PostgresServer()
             server.start()

@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -113,10 +114,12 @@ def http_ingest(
     store_toml: str,
     bare_insert: Callable[[Sequence[Sequence[Any]]], None],
     count: int,
+    connections: int = 1,
 ) -> None:
     """
     Post C{count} events to a collector configured with C{store_toml} (its C{[store]}
-    table), and insert the same rows with C{bare_insert}; print both rates and the ratio.
+    table) over C{connections} connections at once, and insert the same rows with
+    C{bare_insert}; print both rates and the ratio.
     """
     batches = journal_batches(count)
     with tempfile.TemporaryDirectory() as name_of_directory:
@@ -152,12 +155,31 @@ def http_ingest(
                         output = directory.child("output.log").getContent()[-2000:]
                         raise RuntimeError(output.decode("utf-8", "replace")) from None
                     time.sleep(0.05)
-            connection = http.client.HTTPSConnection("localhost", port, context=context)
+            # Each client thread posts every connections-th batch on a connection of its
+            # own, as that many routers would (one batch in flight each).
+            failures: list[BaseException] = []
+
+            def post_share(first: int) -> None:
+                connection = http.client.HTTPSConnection("localhost", port, context=context)
+                try:
+                    for body in batches[first::connections]:
+                        _post(connection, body)
+                except BaseException as error:
+                    failures.append(error)
+                finally:
+                    connection.close()
+
+            clients = [
+                threading.Thread(target=post_share, args=(first,)) for first in range(connections)
+            ]
             started = time.perf_counter()
-            for body in batches:
-                _post(connection, body)
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join()
             http_seconds = time.perf_counter() - started
-            connection.close()
+            if failures:
+                raise failures[0]
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
@@ -169,8 +191,9 @@ def http_ingest(
         started = time.perf_counter()
         bare_insert(rows)
         bare_seconds += time.perf_counter() - started
+    label = "HTTP ingest" if connections == 1 else f"HTTP ingest, {connections} connections"
     print(
-        f"{name:<11} HTTP ingest {count:>9,} events: {count / http_seconds:>9,.0f} /s "
+        f"{name:<11} {label} {count:>9,} events: {count / http_seconds:>9,.0f} /s "
         f"(gzip JSON lines over HTTPS, enrichment on; aim >= 20,000); bare executemany "
         f"{count / bare_seconds:>9,.0f} /s; ratio {bare_seconds / http_seconds:.2f} of bare"
     )

@@ -5,6 +5,7 @@ start-up refusals.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
@@ -15,6 +16,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.codec import Kind, Part, TrackedLink
+from linkrouter.collector.tap import YOUNG_COLLECTION_THRESHOLD, tune_garbage_collector
 from linkrouter.devenv import make_certificate
 from linkrouter.event import Hit, IPStorage, encode_hits
 
@@ -127,3 +129,18 @@ class CollectorProcessTests(SynchronousTestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn(b"chmod 600", done.stderr + done.stdout)
         self.assertNotIn(b"Traceback", done.stderr + done.stdout)
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_tuned(self) -> None:
+        """
+        The collector runs a young collection every L{YOUNG_COLLECTION_THRESHOLD}
+        allocations, the older generations' thresholds as they were, and leaves what was
+        loaded before it out of its collections.
+        """
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        tune_garbage_collector()
+        self.assertEqual(gc.get_threshold(), (YOUNG_COLLECTION_THRESHOLD, *before[1:]))
+        self.assertGreater(gc.get_freeze_count(), 0)

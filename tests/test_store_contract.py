@@ -18,11 +18,13 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
@@ -779,6 +781,52 @@ class SQLiteStoreTests(StoreContractMixin, PropertyMixin, TestCase):
 
     def register(self, db: Any, links: Sequence[LinkRecord]) -> int:
         return db.transaction(lambda: register(db, links))  # type: ignore[no-any-return]
+
+    @run
+    async def test_batchesAtOnce(self) -> None:
+        """
+        Batches given before any is answered (several routers posting at once) are each
+        answered with their own counts, in order: an event of an earlier batch is a
+        duplicate in a later one, whether they share a transaction (group commit) or not.
+        The figures are those of the batches stored one after another.
+        """
+        store = await self.openStore(data=False)
+        batches = [EVENTS[:3], [*EVENTS[2:6], EVENTS[0]], EVENTS[:3], [], EVENTS]
+        answers = [store.ingest(rows) for rows in batches]
+        results = [await answer for answer in answers]
+        self.assertEqual(
+            results,
+            [
+                IngestResult(3, 0),
+                IngestResult(3, 2),
+                IngestResult(0, 3),
+                IngestResult(0, 0),
+                IngestResult(2, 6),
+            ],
+        )
+        one_by_one = SQLiteStore(FilePath(self.mktemp()).child("c.sqlite"), reactor)
+        await one_by_one.open()
+        self.addCleanup(one_by_one.close)
+        for rows in batches:
+            await one_by_one.ingest(rows)
+        self.assertEqual(await self.stats(store), await self.stats(one_by_one))
+
+    def test_failedBatchAlone(self) -> None:
+        """
+        A batch that cannot be stored fails alone; the others of its transaction are stored
+        and counted.
+        """
+        db = self.connection()
+        event, enrichment = EVENTS[5]
+        unstorable = [EVENTS[4], (attrs.evolve(event, sequence=object()), enrichment)]
+        results = sqlite.ingest_batches(db, [EVENTS[:3], unstorable, EVENTS[3:5]])
+        self.assertEqual(results[0], IngestResult(3, 0))
+        self.assertIsInstance(results[1], Failure)
+        self.assertEqual(results[2], IngestResult(2, 0))
+        totals = db.transaction(lambda: compute_stats(db, StatsQuery()))
+        # Nothing of the failed batch is left, not even its storable event.
+        self.assertEqual((totals.clicks.total, totals.opens.total), (3, 2))
+        db.close()
 
     @run
     async def test_permissions(self) -> None:

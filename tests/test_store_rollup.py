@@ -1,5 +1,6 @@
 """
-The rollup counter of L{linkrouter.collector.sqlcommon}, against a plain event-by-event count.
+The rollup, unit-hour and link-total counters of L{linkrouter.collector.sqlcommon}, against
+plain event-by-event counts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
 
-from linkrouter.collector.sqlcommon import HOUR_MS, Fact, RollupKey, rollup
+from linkrouter.collector.sqlcommon import (
+    HOUR_MS,
+    Fact,
+    RollupKey,
+    UnitHours,
+    _link_totals,
+    _unit_hours,
+    rollup,
+)
+from linkrouter.collector.units import unit_keys
 
 _maybe_text = st.one_of(st.none(), st.sampled_from(["", "Chrome", "Firefox", "US", "DE"]))
 
@@ -69,3 +79,60 @@ class RollupTests(TestCase):
         counts = rollup([(fact, "")])
         self.assertEqual(counts[(0, "", "click", 1, "reason", "r")], 1)
         self.assertEqual(counts[(0, "", "click", 1, "all", "")], 1)
+
+
+# (kind, LinkID, tag, time, bot): LinkIDs of two messages, so opens share message units.
+unit_events = st.lists(
+    st.tuples(
+        st.sampled_from(["click", "open"]),
+        st.sampled_from(["m000000000010000", "m000000000010001", "m000000000020000"]),
+        st.sampled_from(["", "tag-1"]),
+        st.integers(min_value=0, max_value=4 * HOUR_MS),
+        st.booleans(),
+    )
+)
+
+
+def unit_hours_one_by_one(events: list[tuple[str, str, str, int, bool]]) -> UnitHours:
+    """
+    The unit hours counted the obvious way: every event adds one to each unit's hour.
+    """
+    found: UnitHours = {}
+    for kind, link_id, tag, ts_ms, bot in events:
+        for key in unit_keys(kind, link_id, tag):
+            counts = found.setdefault(key, {}).setdefault(ts_ms // HOUR_MS, [0, 0])
+            counts[0] += 1
+            counts[1] += bot
+    return found
+
+
+class UnitHoursTests(TestCase):
+    @given(unit_events)
+    def test_sameAsOneByOne(self, events: list[tuple[str, str, str, int, bool]]) -> None:
+        """
+        Counting identical events together gives the unit hours of adding each event.
+        """
+        self.assertEqual(_unit_hours(events), unit_hours_one_by_one(events))
+
+
+class LinkTotalsTests(TestCase):
+    @given(unit_events)
+    def test_sameAsOneByOne(self, events: list[tuple[str, str, str, int, bool]]) -> None:
+        """
+        Counting by key and ordering by time gives each key's events, bot events, first and
+        last time as a pass over the events does.
+        """
+        expected: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+        for kind, link_id, _, ts_ms, bot in events:
+            count, bots, first, last = expected.get((kind, link_id), (0, 0, ts_ms, ts_ms))
+            expected[(kind, link_id)] = (
+                count + 1,
+                bots + bot,
+                min(first, ts_ms),
+                max(last, ts_ms),
+            )
+        kinds = [kind for kind, _, _, _, _ in events]
+        link_ids = [link_id for _, link_id, _, _, _ in events]
+        times = [ts_ms for _, _, _, ts_ms, _ in events]
+        bots = [int(bot) for _, _, _, _, bot in events]
+        self.assertEqual(_link_totals(kinds, link_ids, times, bots), expected)

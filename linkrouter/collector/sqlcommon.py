@@ -14,10 +14,11 @@ a message or a link read raw events through the LinkID index: those select few e
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import compress, repeat
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -119,6 +120,7 @@ def event_row(event: Event, enrichment: Enrichment) -> tuple[Any, ...]:
     """
     The C{events} row of C{event}, in L{EVENT_COLUMNS} order.
     """
+    reasons = enrichment.bot_reasons
     return (
         event.event_id,
         event.sequence,
@@ -137,27 +139,37 @@ def event_row(event: Event, enrichment: Enrichment) -> tuple[Any, ...]:
         enrichment.os_family,
         enrichment.os_version,
         enrichment.device,
-        enrichment.platform.value,
+        # The member's own attribute: C{.value} is a descriptor call, dear once an event.
+        enrichment.platform._value_,
         enrichment.country,
         enrichment.region,
         enrichment.city,
         enrichment.network,
-        1 if enrichment.bot_reasons else 0,
-        orjson.dumps(list(enrichment.bot_reasons)).decode("ascii"),
+        1 if reasons else 0,
+        _reasons_text(reasons) if reasons else "[]",
     )
 
 
-_fact_columns_of_row = operator.itemgetter(*_FACT_INDEXES)
+@lru_cache(maxsize=1024)
+def _reasons_text(reasons: tuple[str, ...]) -> str:
+    """
+    The stored JSON array of C{reasons}: a batch repeats a few combinations, encoded once.
+    """
+    return orjson.dumps(list(reasons)).decode("ascii")
 
 
-def _fact_of_row(row: Sequence[Any]) -> Fact:
-    return Fact(*_fact_columns_of_row(row))
+_TIME, _LINK_ID, _KIND, _BOT_REASONS = (
+    EVENT_COLUMNS.index(name) for name in ("ts_ms", "link_id", "kind", "bot_reasons")
+)
 
 
-def _reasons(fact: Fact) -> list[str]:
-    if fact.bot_reasons == "[]":
+def _reasons(text: str) -> list[str]:
+    """
+    The distinct reasons in a stored JSON array C{text}, sorted.
+    """
+    if text == "[]":
         return []
-    return sorted(set(orjson.loads(fact.bot_reasons)))
+    return sorted(set(orjson.loads(text)))
 
 
 RollupKey = tuple[int, str, str, int, str, str]  # hour, tag, kind, bot, dimension, value
@@ -166,39 +178,54 @@ RollupKey = tuple[int, str, str, int, str, str]  # hour, tag, kind, bot, dimensi
 def rollup(facts: Iterable[tuple[Fact, str]], sign: int = 1) -> Counter[RollupKey]:
     """
     The C{hourly} counts that C{facts} (each with its link's tag) add, times C{sign}.
-
-    Each dimension is counted over (hour, tag, kind, bot) and its value by C{Counter}'s
-    C loop, and only the distinct keys are spread into rollup keys: a batch's events share
-    few keys, and ingest spends its time here otherwise.
     """
-    bases: list[tuple[int, str, str, int]] = []
-    facts_seen: list[Fact] = []
-    reasons_counts: Counter[tuple[tuple[int, str, str, int], str]] = Counter()
-    for fact, tag in facts:
-        if fact.bot_reasons == "[]":
-            base = (fact.ts_ms // HOUR_MS, tag, fact.kind, 0)
-        else:
-            reasons = _reasons(fact)
-            base = (fact.ts_ms // HOUR_MS, tag, fact.kind, 1 if reasons else 0)
-            for reason in reasons:
-                reasons_counts[(base, reason)] += 1
-        bases.append(base)
-        facts_seen.append(fact)
+    tagged = list(facts)
+    if not tagged:
+        return Counter()
+    columns = list(zip(*(fact for fact, _ in tagged), strict=True))
+    return _rollup_columns(columns, [tag for _, tag in tagged], sign)
+
+
+def _rollup_columns(
+    columns: Sequence[Sequence[Any]], tags: Sequence[str], sign: int
+) -> Counter[RollupKey]:
+    """
+    L{rollup} of the facts given as columns (in L{_FACT_COLUMNS} order) and their tags.
+
+    Events are counted by distinct key in C{Counter}'s C loop, one pass a dimension over
+    zipped columns, and only the distinct keys are spread into rollup keys in Python: a
+    batch's events share few keys, and ingest spends its time here otherwise. Reasons are
+    parsed once a distinct JSON text.
+    """
+    times, _, kinds, parts, browsers, platforms, systems, countries, reasons_texts = columns
+    reasons_of = {text: _reasons(text) for text in set(reasons_texts)}
+    bot_of = {text: 1 if reasons else 0 for text, reasons in reasons_of.items()}
+    bases = list(
+        zip(
+            [ts_ms // HOUR_MS for ts_ms in times],
+            tags,
+            kinds,
+            map(bot_of.__getitem__, reasons_texts),
+            strict=True,
+        )
+    )
     counts: Counter[RollupKey] = Counter()
     for base, count in Counter(bases).items():
         counts[(*base, "all", "")] += sign * count
     per_dimension = (
-        ("browser", [fact.browser or "" for fact in facts_seen]),
-        ("platform", [fact.platform for fact in facts_seen]),
-        ("os", [fact.os or "" for fact in facts_seen]),
-        ("country", [fact.country or "" for fact in facts_seen]),
-        ("part", [fact.part for fact in facts_seen]),
+        ("browser", browsers),
+        ("platform", platforms),
+        ("os", systems),
+        ("country", countries),
+        ("part", parts),
     )
     for dimension, values in per_dimension:
         for (base, value), count in Counter(zip(bases, values, strict=True)).items():
-            counts[(*base, dimension, value)] += sign * count
-    for (base, reason), count in reasons_counts.items():
-        counts[(*base, "reason", reason)] += sign * count
+            # None and "" are one value (unknown): the += merges them.
+            counts[(*base, dimension, value or "")] += sign * count
+    for (base, text), count in Counter(zip(bases, reasons_texts, strict=True)).items():
+        for reason in reasons_of[text]:
+            counts[(*base, "reason", reason)] += sign * count
     return counts
 
 
@@ -310,44 +337,31 @@ def _rows(counts: Counter[Any], ordered: bool) -> list[tuple[Any, ...]]:
 def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
     """
     Add the events C{rows}, just inserted, to the rollups.
+
+    The rows are turned into columns once, and counted column by column (see
+    L{_rollup_columns}): Python work an event is what this costs beside the SQL.
     """
     if not rows:
         return
-    facts = [_fact_of_row(row) for row in rows]
-    tags = _tags(db, sorted({fact.link_id for fact in facts}))
-    _apply_rollup(db, rollup((fact, tags.get(fact.link_id, "")) for fact in facts))
+    columns = list(zip(*rows, strict=True))
+    times, link_ids, kinds = columns[_TIME], columns[_LINK_ID], columns[_KIND]
+    tag_of = _tags(db, sorted(set(link_ids)))
+    tags = list(map(tag_of.get, link_ids, repeat("")))
+    _apply_rollup(db, _rollup_columns([columns[i] for i in _FACT_INDEXES], tags, 1))
+    bot_of = {text: 0 if text == "[]" else 1 for text in set(columns[_BOT_REASONS])}
+    bots = list(map(bot_of.__getitem__, columns[_BOT_REASONS]))
     _add_units(
         db,
-        (
-            (
-                fact.kind,
-                fact.link_id,
-                tags.get(fact.link_id, ""),
-                fact.ts_ms,
-                fact.bot_reasons != "[]",
-            )
-            for fact in facts
-        ),
+        _count_unit_hours(kinds, link_ids, tags, [ts_ms // HOUR_MS for ts_ms in times], bots),
     )
-    totals: dict[tuple[str, str], list[int]] = {}
-    for fact in facts:
-        bot = 0 if fact.bot_reasons == "[]" else 1
-        key = (fact.kind, fact.link_id)
-        total = totals.get(key)
-        if total is None:
-            totals[key] = [1, bot, fact.ts_ms, fact.ts_ms]
-        else:
-            total[0] += 1
-            total[1] += bot
-            total[2] = min(total[2], fact.ts_ms)
-            total[3] = max(total[3], fact.ts_ms)
+    totals = _link_totals(kinds, link_ids, times, bots)
     least, greatest = db.dialect.least, db.dialect.greatest
     _insert_many(
         db,
         "link_totals",
         ("kind", "link_id", "events", "bot_events", "first_ms", "last_ms", "tag"),
         [
-            (*key, *total, tags.get(key[1], ""))
+            (*key, *total, tag_of.get(key[1], ""))
             for key, total in (
                 sorted(totals.items()) if db.dialect.concurrent_writers else totals.items()
             )
@@ -360,6 +374,28 @@ def record_accepted(db: Database, rows: Sequence[Sequence[Any]]) -> None:
     )
 
 
+def _link_totals(
+    kinds: Sequence[str], link_ids: Sequence[str], times: Sequence[int], bots: Sequence[int]
+) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    """
+    The events, bot events, first and last time of each (kind, LinkID) of the events given
+    as columns, counted in C{Counter}'s C loop and ordered by C{sorted}'s rather than
+    compared one event at a time.
+    """
+    keys = list(zip(kinds, link_ids, strict=True))
+    events = Counter(keys)
+    bot_events = Counter(compress(keys, bots))
+    # By time: a key's last time is the last one a dict of them keeps, its first the last
+    # of the reversed order.
+    order = sorted(range(len(keys)), key=times.__getitem__)
+    last_ms = dict(zip(map(keys.__getitem__, order), map(times.__getitem__, order), strict=True))
+    order.reverse()
+    first_ms = dict(zip(map(keys.__getitem__, order), map(times.__getitem__, order), strict=True))
+    return {
+        key: (count, bot_events[key], first_ms[key], last_ms[key]) for key, count in events.items()
+    }
+
+
 UnitHours = dict[UnitKey, dict[int, list[int]]]  # hour: [events, bot events]
 _UNIT_HOURS_KEY = ("series", "unit", "tag", "hour")
 
@@ -369,26 +405,57 @@ def _unit_hours(events: Iterable[tuple[str, str, str, int, bool]]) -> UnitHours:
     The hours, with their counts, of the units that C{events} (kind, LinkID, tag, time, bot)
     count towards.
     """
+    listed = list(events)
+    if not listed:
+        return {}
+    kinds, link_ids, tags, times, bots = zip(*listed, strict=True)
+    return _count_unit_hours(kinds, link_ids, tags, [ts_ms // HOUR_MS for ts_ms in times], bots)
+
+
+def _count_unit_hours(
+    kinds: Sequence[str],
+    link_ids: Sequence[str],
+    tags: Sequence[str],
+    hours: Sequence[int],
+    bots: Sequence[int | bool],
+) -> UnitHours:
+    """
+    L{_unit_hours} of events given as columns, with their hours: identical events are
+    counted together first, in C.
+    """
     found: UnitHours = {}
-    for kind, link_id, tag, ts_ms, bot in events:
-        hour = ts_ms // HOUR_MS
+    together = Counter(zip(kinds, link_ids, tags, hours, bots, strict=True))
+    for (kind, link_id, tag, hour, bot), count in together.items():
         for key in unit_keys(kind, link_id, tag):
-            counts = found.setdefault(key, {}).setdefault(hour, [0, 0])
-            counts[0] += 1
-            counts[1] += bot
+            by_hour = found.get(key)
+            if by_hour is None:
+                found[key] = {hour: [count, count if bot else 0]}
+                continue
+            counts = by_hour.get(hour)
+            if counts is None:
+                by_hour[hour] = [count, count if bot else 0]
+            else:
+                counts[0] += count
+                counts[1] += count if bot else 0
     return found
+
+
+_NO_HOURS: frozenset[int] = frozenset()
 
 
 def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[int]]:
     """
-    The hours stored in C{unit_hours} for each of C{keys}; a message's hours under every
-    tag (series C{open-any}) are those of its opens under each tag.
+    The hours stored in C{unit_hours} for those of C{keys} that have any; a message's hours
+    under every tag (series C{open-any}) are those of its opens under each tag.
+
+    Keys with no hours are left out rather than given an empty set each: most units of a
+    batch are new, and thousands of empty sets cost more than the look-ups.
     """
-    wanted = set(keys)
+    wanted = keys if isinstance(keys, (set, dict)) else set(keys)
     by_series: dict[str, set[str]] = {}
     for series, unit, _ in wanted:
         by_series.setdefault("open" if series == "open-any" else series, set()).add(unit)
-    stored: dict[UnitKey, set[int]] = {key: set() for key in wanted}
+    stored: dict[UnitKey, set[int]] = {}
     for series, units in by_series.items():
         for chunk in _chunks(sorted(units)):
             sql = (
@@ -397,9 +464,12 @@ def _stored_hours(db: Database, keys: Iterable[UnitKey]) -> dict[UnitKey, set[in
             )
             for unit, tag, hour in db.query(sql, [series, *chunk]):
                 for key in ((series, unit, tag), ("open-any", unit, "")):
-                    hours = stored.get(key)
-                    if hours is not None:
-                        hours.add(int(hour))
+                    if key in wanted:
+                        hours = stored.get(key)
+                        if hours is None:
+                            stored[key] = {int(hour)}
+                        else:
+                            hours.add(int(hour))
     return stored
 
 
@@ -422,15 +492,15 @@ def _apply_entries(db: Database, changes: Entries) -> None:
     )
 
 
-def _add_units(db: Database, events: Iterable[tuple[str, str, str, int, bool]]) -> None:
+def _add_units(db: Database, added: UnitHours) -> None:
     """
-    Count newly stored C{events} into C{unit_hours}, C{unit_news} and C{unit_returns}.
+    Count the unit hours C{added} by newly stored events into C{unit_hours}, C{unit_news}
+    and C{unit_returns}.
     """
-    added = _unit_hours(events)
     stored = _stored_hours(db, added)
     changes: Entries = Counter()
     for key, hours in added.items():
-        old = stored[key]
+        old = stored.get(key, _NO_HOURS)
         if old.issuperset(hours):
             continue
         if not old or min(hours) > max(old):
@@ -463,7 +533,7 @@ def _replace_units(db: Database, wanted: UnitHours) -> None:
     stored = _stored_hours(db, wanted)
     changes: Entries = Counter()
     for key, hours in wanted.items():
-        entry_changes(changes, key, stored[key], hours)
+        entry_changes(changes, key, stored.get(key, _NO_HOURS), hours)
     db.execute_many(
         "DELETE FROM unit_hours WHERE series = ? AND unit = ? AND tag = ?", sorted(wanted)
     )
@@ -1286,5 +1356,8 @@ def _fill_units(db: Database) -> None:
     )
     _add_units(
         db,
-        ((kind, link_id, tag, int(ts_ms), bool(bot)) for kind, link_id, tag, ts_ms, bot in events),
+        _unit_hours(
+            (kind, link_id, tag, int(ts_ms), bool(bot))
+            for kind, link_id, tag, ts_ms, bot in events
+        ),
     )

@@ -5,7 +5,9 @@ The embedded store: one SQLite file in write-ahead-log mode.
 One thread owns the only writing connection, so batches never wait on each other's locks;
 another thread reads, and in WAL mode readers see a consistent snapshot while the writer
 commits. With C{synchronous=FULL} a commit is on disk (the WAL fsynced) before C{ingest}'s
-Deferred fires: the collector acknowledges only what a crash cannot take back.
+Deferred fires: the collector acknowledges only what a crash cannot take back. Batches
+that arrive while the writer is busy are stored together when it is free, in one
+transaction with one commit (group commit), each still answered only after that commit.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import os
 import sqlite3
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer  # type: ignore[import-untyped]
@@ -121,9 +125,9 @@ def _prepare(path: FilePath[str]) -> None:
         os.close(fd)
 
 
-def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
+def _candidates(rows: Sequence[tuple[Event, Enrichment]]) -> list[tuple[Any, ...]]:
     """
-    Store the new events of C{rows} and count them into the rollups, in one transaction.
+    The C{events} rows of C{rows}, each event id once.
     """
     seen: set[str] = set()
     candidates = []
@@ -131,18 +135,66 @@ def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> I
         if event.event_id not in seen:
             seen.add(event.event_id)
             candidates.append(event_row(event, enrichment))
+    return candidates
 
-    def insert() -> int:
-        # The one writer appends rows with growing rowids: those past the old end are new.
-        [(end,)] = db.query("SELECT coalesce(max(rowid), 0) FROM events")
-        db.execute_many(_INSERT, candidates)
-        new = {event_id for (event_id,) in db.query(_NEW, (end,))}
-        fresh = [row for row in candidates if row[0] in new]
+
+def _insert_new(db: _Connection, candidates: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """
+    Insert C{candidates}; those that were new.
+    """
+    # The one writer appends rows with growing rowids: those past the old end are new.
+    [(end,)] = db.query("SELECT coalesce(max(rowid), 0) FROM events")
+    db.execute_many(_INSERT, candidates)
+    new = {event_id for (event_id,) in db.query(_NEW, (end,))}
+    return [row for row in candidates if row[0] in new]
+
+
+def ingest_batch(db: _Connection, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
+    """
+    Store the new events of C{rows} and count them into the rollups, in one transaction.
+    """
+    [result] = ingest_batches(db, [rows])
+    if isinstance(result, Failure):
+        result.raiseException()
+    assert isinstance(result, IngestResult)
+    return result
+
+
+def ingest_batches(
+    db: _Connection, batches: Sequence[Sequence[tuple[Event, Enrichment]]]
+) -> list[IngestResult | Failure]:
+    """
+    Store the new events of each of C{batches}, in order, and count them into the rollups,
+    all in one transaction (one commit, one fsync of the log); each batch's result, or its
+    failure.
+
+    A batch is inserted inside a savepoint of its own, so one that fails leaves the others
+    in; the rollups count the new events of all at once. If the transaction itself fails,
+    so does every batch: none is acknowledged before the commit is on disk.
+    """
+    results: list[IngestResult | Failure] = []
+
+    def insert() -> None:
+        fresh: list[tuple[Any, ...]] = []
+        for rows in batches:
+            db.execute("SAVEPOINT batch")
+            try:
+                new = _insert_new(db, _candidates(rows))
+            except Exception:
+                db.execute("ROLLBACK TO batch")
+                db.execute("RELEASE batch")
+                results.append(Failure())
+                continue
+            db.execute("RELEASE batch")
+            fresh.extend(new)
+            results.append(IngestResult(accepted=len(new), duplicates=len(rows) - len(new)))
         record_accepted(db, fresh)
-        return len(fresh)
 
-    accepted = db.transaction(insert, "BEGIN IMMEDIATE")
-    return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
+    try:
+        db.transaction(insert, "BEGIN IMMEDIATE")
+    except Exception:
+        return [Failure() for _ in batches]
+    return results
 
 
 @implementer(IEventStore)
@@ -161,6 +213,10 @@ class SQLiteStore:
         self._reader_pool = ThreadPool(minthreads=1, maxthreads=1, name="collector-sqlite-read")
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
+        # Batches for the writer, appended by the reactor and taken by the writer thread
+        # (a deque's append and popleft are atomic).
+        self._waiting: deque[tuple[Sequence[tuple[Event, Enrichment]], Deferred[IngestResult]]]
+        self._waiting = deque()
 
     def _write(self, work: Callable[[_Connection], _T]) -> Deferred[_T]:
         def run() -> _T:
@@ -237,8 +293,47 @@ class SQLiteStore:
         return closed.addBoth(stopped)
 
     def ingest(self, rows: Sequence[tuple[Event, Enrichment]]) -> Deferred[IngestResult]:
-        # Rows are encoded on the writer thread too: nothing of a batch costs the reactor.
-        return self._write(lambda db: ingest_batch(db, rows))
+        """
+        Queue C{rows} for the writer, which stores every batch waiting when it comes to
+        them in one transaction (group commit): batches posted at once share one fsync, and
+        each is answered only once that commit is on disk.
+        """
+        answer: Deferred[IngestResult] = Deferred()
+        self._waiting.append((rows, answer))
+        # One call of the writer a batch, in order: the first to run takes every batch
+        # waiting, the others find none (and close, queued after them, finds none).
+        self._write(self._store_waiting).addCallbacks(self._answer, self._fail_waiting)
+        return answer
+
+    def _store_waiting(self, db: _Connection) -> list[tuple[Deferred[IngestResult], Any]]:
+        """
+        On the writer thread: store the batches waiting; each one's answer and outcome.
+        """
+        taken = []
+        while True:
+            try:
+                taken.append(self._waiting.popleft())
+            except IndexError:
+                break
+        # Rows are encoded here too: nothing of a batch costs the reactor.
+        outcomes = ingest_batches(db, [rows for rows, _ in taken]) if taken else []
+        return [(answer, outcome) for (_, answer), outcome in zip(taken, outcomes, strict=True)]
+
+    def _fail_waiting(self, reason: Failure) -> None:
+        """
+        The writer could not run (the store is not open): no batch waiting is stored.
+        """
+        while self._waiting:
+            _, answer = self._waiting.popleft()
+            answer.errback(reason)
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[Deferred[IngestResult], Any]]) -> None:
+        for answer, outcome in outcomes:
+            if isinstance(outcome, Failure):
+                answer.errback(outcome)
+            else:
+                answer.callback(outcome)
 
     def register_links(self, records: Sequence[LinkRecord]) -> Deferred[int]:
         return self._write(

@@ -11,6 +11,7 @@ process with a non-zero status.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, ClassVar
 
@@ -184,6 +185,28 @@ def makeService(options: Options) -> CollectorService:
 
     try:
         config = load_collector_config(FilePath(options["config"]))
-        return build_service(config, reactor)
+        service = build_service(config, reactor)
     except (ConfigError, TokensError, TLSError, ValueError) as error:
         raise SystemExit(f"linkcollector: {error}") from None
+    tune_garbage_collector()
+    return service
+
+
+#: Container objects allocated between two young collections (Python's default: 700).
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """
+    Collect cycles less often, and never look again at what start-up loaded.
+
+    A batch of 5,000 events allocates a few hundred thousand tuples and objects that live
+    until it is stored: with the default thresholds the collector ran hundreds of young
+    collections a batch, each walking the batch's live objects again, and full ones that
+    also walked the GeoIP and scanner tables (about 40 ms each). HTTP ingest went from
+    about 10,200 to 14,400 events/s with this (docs/performance.rst). Memory stays bounded:
+    cycles are still collected, every 50,000 allocations rather than every 700.
+    """
+    gc.freeze()  # the start-up objects: tables, compiled patterns, modules
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
