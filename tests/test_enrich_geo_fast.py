@@ -6,6 +6,7 @@ its number gives what C{geoip2fast}'s public C{lookup} of its text gives, on eve
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_right
 from functools import cache
 
 from hypothesis import example, given, settings
@@ -75,11 +76,34 @@ class PackagedFastPathTests(SynchronousTestCase):
                 end = kind(number)
                 self.assertEqual((end, locator().locate(end)), (end, by_lookup(end)))
 
+    @settings(max_examples=1000, deadline=None)
+    @given(v4 | v6)
+    def test_agrees_at_owner_network_ends(self, address: Address) -> None:
+        """
+        At and beside both ends of the owner network (ASN) range holding C{address}: the
+        owner network is found from geoip2fast's tables, not from its C{_asn_lookup}.
+        """
+        tables = locator()._tables
+        assert tables is not None
+        number = int(address)
+        root = bisect_right(tables.asn_index, number) - 1
+        chunk = bisect_right(tables.asn_first[root], number) - 1
+        first = tables.asn_first[root][chunk]
+        sizes = tables.v6_sizes if locator()._database.ipv6 else tables.v4_sizes
+        last = first + sizes[tables.asn_length[root][chunk]] - 1
+        kind = type(address)
+        top = 2**32 - 1 if isinstance(address, ipaddress.IPv4Address) else 2**128 - 1
+        for end_number in {first - 1, first, last, last + 1}:
+            if 0 <= end_number <= top:
+                end = kind(end_number)
+                self.assertEqual((end, locator().locate(end)), (end, by_lookup(end)))
+
     def test_fast_path_taken(self) -> None:
         """
         Plain public addresses take the fast path (so the property above tests it), and
         places are found: the data is there.
         """
+        self.assertIsNotNone(locator()._tables)
         for text in ["8.8.8.8", "193.99.144.80", "2a02:8100::"]:
             address = ipaddress.ip_address(text)
             found = locator()._locate_number(address)

@@ -11,7 +11,9 @@ cities. L{LayeredLocator} fills what one does not know from another.
 from __future__ import annotations
 
 import ipaddress
+import sys
 import threading
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Protocol
@@ -37,6 +39,7 @@ __all__ = [
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _PACKAGED_FILE = "geoip2fast-asn-ipv6.dat.gz"  # countries and owner networks, IPv4 and IPv6
+_IPV6_END = 2**128  # a name: Python does not fold a constant this large
 
 
 class GeoDatabaseError(ValueError):
@@ -108,6 +111,94 @@ def _geoip2fast() -> Any:
 _geoip2fast_lock = threading.Lock()
 
 
+@attrs.frozen
+class _Tables:
+    """
+    The tables C{geoip2fast} searches, read from its module globals once loaded (where
+    the library keeps them), so a lookup reaches them without its methods' layers.
+
+    @ivar codes: by country index, the country code of C{mainListNamesCountry}'s
+        C{"code:name"} entry, or C{None} where the entry is not of that form.
+    """
+
+    index: list[int]
+    first: list[list[int]]
+    length: list[list[int]]
+    country: list[list[int]]
+    codes: list[str | None]
+    asn_index: list[int]
+    asn_first: list[list[int]]
+    asn_length: list[list[int]]
+    asn_id: list[list[int]]
+    asn_names: list[str]
+    v4_sizes: list[int]
+    v6_sizes: list[int]
+    max_v4: int
+
+    def network(self, database: Any, number: int) -> str:
+        """
+        The owner network's name C{database._asn_lookup(number)} gives, or C{""}: its
+        steps, but for the text of the network's range that C{lookup} drops. That text
+        fails (and so gives C{""}) only for a first address out of the IPv6 range.
+        """
+        if database.asn == False:  # noqa: E712  # geoip2fast's own test
+            return ""
+        try:
+            root = bisect_right(self.asn_index, number) - 1
+            firsts = self.asn_first[root]
+            chunk = bisect_right(firsts, number) - 1
+            first = firsts[chunk]
+            name = self.asn_names[self.asn_id[root][chunk]]
+            sizes = self.v6_sizes if database.ipv6 else self.v4_sizes
+            if number > first + sizes[self.asn_length[root][chunk]] - 1:
+                return ""
+            if not 0 <= first < _IPV6_END:
+                return ""
+        except Exception:
+            return ""
+        return name
+
+
+def _code(entry: object) -> str | None:
+    """
+    The country code of a C{"code:name"} entry as C{_country_lookup} reads it, or C{None}
+    where its C{split(":")} cannot be unpacked into two.
+    """
+    try:
+        code, _ = entry.split(":")  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    return code  # type: ignore[no-any-return]
+
+
+@cache
+def _packaged_tables() -> _Tables | None:
+    """
+    The loaded C{geoip2fast} data's tables, or C{None} (every lookup then asks the public
+    call) where the library's module does not hold them as this version expects.
+    """
+    _load_packaged()
+    library = sys.modules[GeoIP2Fast.__module__]
+    try:
+        return _Tables(
+            index=library.mainIndex,
+            first=library.mainListFirstIP,
+            length=library.mainListNetlength,
+            country=library.mainListIDCountryCodes,
+            codes=[_code(entry) for entry in library.mainListNamesCountry],
+            asn_index=library.mainIndexASN,
+            asn_first=library.mainListFirstIPASN,
+            asn_length=library.mainListNetlengthASN,
+            asn_id=library.mainListIDASN,
+            asn_names=library.mainListNamesASN,
+            v4_sizes=library.numIPsv4,
+            v6_sizes=library.numIPsv6,
+            max_v4=library.MAX_IPv4,
+        )
+    except AttributeError:
+        return None
+
+
 @implementer(IGeoLocator)
 @attrs.frozen
 class PackagedLocator:
@@ -117,6 +208,8 @@ class PackagedLocator:
     """
 
     _database: Any = attrs.field(init=False, factory=lambda: _load_packaged())
+    _tables: _Tables | None = attrs.field(init=False, factory=lambda: _packaged_tables())
+    _places: dict[tuple[bool, str, str], Place] = attrs.field(init=False, factory=dict)
 
     def locate(self, address: Address) -> Place:
         found = self._locate_number(address)
@@ -138,26 +231,35 @@ class PackagedLocator:
         or C{None} where they do not answer plainly (then C{lookup} itself is asked). The
         public call formats a timer, the network's text and a result object on every
         address, which costs more than the search: the collector places one per event.
+        The steps are those of C{_main_index_lookup}, C{_asn_lookup} and
+        C{_country_lookup}, over the tables L{_Tables} holds, less the text of the owner
+        network's range that C{_asn_lookup} formats and C{lookup} drops.
         """
         database = self._database
-        if not database.country or getattr(address, "scope_id", None):
+        tables = self._tables
+        if tables is None or not database.country or getattr(address, "scope_id", None):
             return None  # a city database, or a text lookup() cannot read: its own answer
         number = int(address)
         try:
-            found = database._main_index_lookup(number)
-            if not isinstance(found, tuple):
-                return None
-            root, chunk, _, last, _ = found
-            if number > last:
+            root = bisect_right(tables.index, number) - 1
+            firsts = tables.first[root]
+            chunk = bisect_right(firsts, number) - 1
+            sizes = tables.v4_sizes if number <= tables.max_v4 else tables.v6_sizes
+            if number > firsts[chunk] + sizes[tables.length[root][chunk]] - 1:
                 return self._place(False, database.error_code_network_not_found, "")
-            network, _ = database._asn_lookup(number)
-            country = database._country_lookup(root, chunk)
-            if not isinstance(country, tuple):
-                return None
-            code, _, private = country
-        except Exception:  # geoip2fast's internals changed: ask its public call
+            country = tables.country[root][chunk]
+            code = tables.codes[country]
+        except Exception:  # a lookup geoip2fast's own steps fail on: its public answer
             return None
-        return self._place(private, code, network)
+        if code is None:
+            return None
+        private = country < 16  # geoip2fast's first sixteen "countries" are private ranges
+        network = tables.network(database, number)
+        key = (private, code, network)
+        place = self._places.get(key)
+        if place is None:
+            place = self._places[key] = self._place(private, code, network)
+        return place
 
     @staticmethod
     def _place(private: bool, country: str, network: str) -> Place:
