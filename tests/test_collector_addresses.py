@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from linkrouter.collector import addresses
-from linkrouter.collector.addresses import Address, is_global, parse_address
+from linkrouter.collector.addresses import Address, is_address, is_global, parse_address
 
 V4_EDGES = addresses._V4[0]
 V6_EDGES = addresses._V6[0]
@@ -87,6 +87,18 @@ class ParseAddressTests(SynchronousTestCase):
         if expected is not None and isinstance(expected, ipaddress.IPv6Address):
             assert isinstance(found, ipaddress.IPv6Address)
             self.assertEqual(found.scope_id, expected.scope_id)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(address_texts)
+    @example("1.2.3.4\x00")
+    @example("fe80::1%eth0")
+    @example("01.2.3.4")
+    @example("")
+    def test_is_address_agrees(self, text: str) -> None:
+        """
+        L{is_address} says yes exactly where L{parse_address} reads an address.
+        """
+        self.assertEqual(is_address(text), parse_address(text) is not None)
 
 
 class IsGlobalTests(SynchronousTestCase):

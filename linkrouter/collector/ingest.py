@@ -23,7 +23,7 @@ from attrs import frozen
 from ..codec import LINK_ID_PATTERN, MAX_ISSUED_AT
 from ..event import EVENT_VERSION, MAX_USER_AGENT, decode_line
 from ..keys import KEY_ID_PATTERN
-from .addresses import parse_address
+from .addresses import is_address
 from .model import Event
 
 __all__ = ["Batch", "BodyRefused", "Rejected", "inflate", "parse_batch"]
@@ -130,7 +130,7 @@ def _matches(pattern: re.Pattern[str]) -> Callable[[object], bool]:
 def _ip(value: object) -> bool:
     if value is None:
         return True
-    return isinstance(value, str) and len(value) <= 45 and parse_address(value) is not None
+    return isinstance(value, str) and len(value) <= 45 and is_address(value)
 
 
 def _agent(value: object) -> bool:
