@@ -7,7 +7,11 @@ The data is the hard case the issue names: almost every event from an address ne
 before (so no address cache helps) and a few hundred distinct User-Agents. The aim is
 parse + enrich together at most 20 us an event, leaving the store room for 20,000 events/s.
 
-Run with C{python benchmarks/bench_ingest.py [--quick]}.
+With C{--http-data} the lines are those C{bench_collector.py}'s HTTP ingest sends
+(C{collector_http.journal_batches}): every address new, a tenth of the User-Agents unique,
+three links a message clicked within a second, so most clicks are in a message burst.
+
+Run with C{python benchmarks/bench_ingest.py [--quick] [--http-data]}.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from linkrouter.collector.ingest import parse_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_enrich import COMMON_AGENTS
+from collector_http import journal_batches
 
 ISSUED = 1_764_780_000
 
@@ -74,6 +79,11 @@ def batch(count: int, seed: int, agents: list[str]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def http_batch(count: int, seed: int, agents: list[str]) -> bytes:
+    """C{count} lines as the HTTP benchmark's routers send them, inflated."""
+    return zlib.decompress(journal_batches(count, seed)[0], wbits=16 + zlib.MAX_WBITS)
+
+
 def timed(function: Callable[..., object], *arguments: object) -> float:
     start = time.perf_counter()
     function(*arguments)
@@ -84,35 +94,41 @@ def loads_each(lines: list[bytes]) -> list[object]:
     return [orjson.loads(x) for x in lines]
 
 
-def parse_and_enrich(enricher: Enricher, data: bytes, count: int) -> object:
-    return enricher.enrich(parse_batch(data, "r1", count).events)
+def parse_and_enrich(enricher: Enricher, data: bytes, router: str, count: int) -> object:
+    return enricher.enrich(parse_batch(data, router, count).events)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rounds only (smoke test)")
+    parser.add_argument(
+        "--http-data", action="store_true", help="the lines of bench_collector's HTTP ingest"
+    )
     options = parser.parse_args(argv)
+    make, router = (http_batch, "bench") if options.http_data else (batch, "r1")
     count, rounds = (2_000, 3) if options.quick else (5_000, 9)
     rng = random.Random(5)
     agents = [rng.choice(COMMON_AGENTS).format(v=n) for n in range(300)]
     enricher = default_enricher()
-    enricher.enrich(parse_batch(batch(count, 0, agents), "r1", count).events)  # UAs seen
+    enricher.enrich(parse_batch(make(count, 0, agents), router, count).events)  # UAs seen
     best = dict.fromkeys(("loads", "parse", "enrich", "both"), float("inf"))
     for round_number in range(1, rounds + 1):
-        data = batch(count, round_number, agents)
+        data = make(count, round_number, agents)
         lines = data.split(b"\n")[:-1]
         best["loads"] = min(best["loads"], timed(loads_each, lines))
-        events = parse_batch(data, "r1", count).events
+        events = parse_batch(data, router, count).events
         assert len(events) == count, "the benchmark's lines must all be valid"
-        best["parse"] = min(best["parse"], timed(parse_batch, data, "r1", count))
+        best["parse"] = min(best["parse"], timed(parse_batch, data, router, count))
         # enrich and both on fresh batches, so no address was seen before
-        fresh = parse_batch(batch(count, 1000 + round_number, agents), "r1", count).events
+        fresh = parse_batch(make(count, 1000 + round_number, agents), router, count).events
         best["enrich"] = min(best["enrich"], timed(enricher.enrich, fresh))
-        other = batch(count, 2000 + round_number, agents)
-        best["both"] = min(best["both"], timed(parse_and_enrich, enricher, other, count))
+        other = make(count, 2000 + round_number, agents)
+        best["both"] = min(best["both"], timed(parse_and_enrich, enricher, other, router, count))
     print(
-        f"python {sys.version.split()[0]}; batches of {count:,} lines, ~90% unseen addresses, "
-        f"{len(agents)} User-Agents; best of {rounds} alternating rounds"
+        f"python {sys.version.split()[0]}; batches of {count:,} lines, "
+        + ("the HTTP benchmark's" if options.http_data else "~90% unseen addresses, ")
+        + ("" if options.http_data else f"{len(agents)} User-Agents")
+        + f"; best of {rounds} alternating rounds"
     )
     baseline = best["loads"]
     for name, label in (
