@@ -223,7 +223,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "links ranked by clicks with their first and last click times",
         (
             # The top links of a time range skip, in the index alone, the links whose
-            # clicks all fall outside it (see sqlcommon._reach); the index is written as
+            # clicks all fall outside it (see sqlcommon._walk); the index is written as
             # often as before, its key (clicks) changing with every click anyway.
             "DROP INDEX link_totals_rank",
             """
