@@ -636,7 +636,7 @@ random_queries = st.builds(
 
 #: The top links' search, read a few candidates at a time (page, chunk) and giving up early
 #: or never (how many raw clicks a candidate's look-up is worth), as well as as configured.
-paging = st.sampled_from([(2_000, 250, 8), (2, 1, 1), (3, 2, 1_000), (1, 1, 0)])
+paging = st.sampled_from([(2_000, 250, 8), (2, 1, 1), (4, 3, 1), (3, 2, 1_000), (1, 1, 0)])
 
 
 @contextmanager
