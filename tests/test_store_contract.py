@@ -597,9 +597,12 @@ random_events = st.lists(
     st.builds(
         event,
         st.integers(0, 40),  # few ids: duplicates are likely
-        # Any time, or one of a few hours' middles: units with events in several hours.
+        # Any time, or one of a few hours' middles: units with events in several hours;
+        # or an hour's start, where queries start and end too (a link's first or last
+        # click at the very start or end of a range).
         st.integers(T0 - 2 * HOUR, T0 + 50 * HOUR)
-        | st.integers(-2, 50).map(lambda hour: T0 + hour * HOUR + 30 * MINUTE),
+        | st.integers(-2, 50).map(lambda hour: T0 + hour * HOUR + 30 * MINUTE)
+        | st.integers(-2, 50).map(lambda hour: T0 + hour * HOUR),
         st.sampled_from(["click", "open"]),
         st.sampled_from(LINK_IDS),
         st.sampled_from(["html", "text"]),
@@ -635,7 +638,7 @@ random_queries = st.builds(
 
 #: The top links' search, read a few candidates at a time (page, chunk) and giving up early
 #: or never (how many raw clicks a candidate's look-up is worth), as well as as configured.
-paging = st.sampled_from([(2_000, 250, 8), (2, 1, 1), (3, 2, 1_000), (1, 1, 0)])
+paging = st.sampled_from([(2_000, 250, 8), (2, 1, 1), (4, 3, 1), (3, 2, 1_000), (1, 1, 0)])
 
 
 @contextmanager
@@ -660,6 +663,17 @@ BEFORE_MIGRATION_2 = (
     "DROP TABLE unit_news",
     "DROP TABLE unit_returns",
     "DELETE FROM schema_version WHERE version = 2",
+)
+
+
+#: What takes a database back to the schema of migration 2.
+BEFORE_MIGRATION_3 = (
+    "DROP INDEX link_totals_rank",
+    """
+    CREATE INDEX link_totals_rank
+        ON link_totals (kind, events DESC, link_id, bot_events, tag) WHERE events >= 2
+    """,
+    "DELETE FROM schema_version WHERE version = 3",
 )
 
 
@@ -748,6 +762,60 @@ class PropertyMixin:
         finally:
             db.close()
 
+    def test_topLinkFirstClickAtRangeStart(self) -> None:
+        """
+        A link whose first click is at the very start of the range has all its clicks in
+        it: the top links' search does not pass it over when it ties with the last of
+        the best, and comes before it.
+        """
+        start = T0 + 10 * HOUR
+        earlier, later = A + "01", A + "02"
+        rows = [
+            # The later link: one click before the range, two in it; read first, as it has
+            # more clicks over all time.
+            event(1, start - HOUR, "click", later),
+            event(2, start + HOUR, "click", later),
+            event(3, start + 2 * HOUR, "click", later),
+            # The earlier link: as many clicks in the range, the first at its start.
+            event(4, start, "click", earlier),
+            event(5, start + 3 * HOUR, "click", earlier),
+        ]
+        query = StatsQuery(start_ms=start, end_ms=start + 5 * HOUR, top=1)
+        db = self.connection()
+        try:
+            self.ingest(db, rows)
+            with paged(2_000, 1, 1):
+                found = db.transaction(lambda: compute_stats(db, query))
+        finally:
+            db.close()
+        self.assertEqual(found.top_links, (LinkCount(earlier, None, 2, 0),))
+
+    def test_migration3(self) -> None:
+        """
+        Migration 3 gives a database of migration 2 the rank index with first and last
+        click times; the stats stay those of a count.
+        """
+        db = self.connection()
+        try:
+            self.ingest(db, EVENTS)
+            for statement in BEFORE_MIGRATION_3:
+                db.transaction(lambda statement=statement: db.execute(statement))
+            self.assertNotIn("last_ms", self.rankIndex(db))
+            self.assertEqual(db.transaction(lambda: migrate(db, 0)), [3])
+            self.assertIn("last_ms", self.rankIndex(db))
+            query = StatsQuery(start_ms=T0 + 15 * MINUTE, end_ms=T0 + 25 * HOUR + 1, top=2)
+            self.assertEqual(
+                db.transaction(lambda: compute_stats(db, query)), reference(EVENTS, [], query)
+            )
+        finally:
+            db.close()
+
+    def rankIndex(self, db: Any) -> str:
+        """
+        The definition of the rank index of C{link_totals}.
+        """
+        raise NotImplementedError()
+
 
 class SQLiteStoreTests(StoreContractMixin, PropertyMixin, TestCase):
     def setUp(self) -> None:
@@ -778,6 +846,10 @@ class SQLiteStoreTests(StoreContractMixin, PropertyMixin, TestCase):
 
     def ingest(self, db: Any, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
         return sqlite.ingest_batch(db, rows)
+
+    def rankIndex(self, db: Any) -> str:
+        [(sql,)] = db.query("SELECT sql FROM sqlite_master WHERE name = 'link_totals_rank'")
+        return str(sql)
 
     def register(self, db: Any, links: Sequence[LinkRecord]) -> int:
         return db.transaction(lambda: register(db, links))  # type: ignore[no-any-return]
@@ -895,6 +967,10 @@ class PostgresStoreTests(StoreContractMixin, PropertyMixin, TestCase):
 
     def ingest(self, db: Any, rows: Sequence[tuple[Event, Enrichment]]) -> IngestResult:
         return postgres.ingest_batch(db, rows)
+
+    def rankIndex(self, db: Any) -> str:
+        [(sql,)] = db.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'link_totals_rank'")
+        return str(sql)
 
     def register(self, db: Any, links: Sequence[LinkRecord]) -> int:
         return db.transaction(lambda: register(db, links))  # type: ignore[no-any-return]

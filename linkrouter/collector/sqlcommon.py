@@ -1018,25 +1018,6 @@ def _ranked_links(db: Database, query: StatsQuery) -> Iterator[list[tuple[Any, .
         after = page[-1][0]
 
 
-def _candidates(db: Database, query: StatsQuery, clicks: int, most: int) -> int:
-    """
-    How many links C{query}'s tag selects have at least C{clicks} clicks, counting no
-    further than C{most} and one.
-    """
-    condition, parameters = "", list[Any]()
-    if query.tag is not None:
-        condition, parameters = " AND tag = ?", [query.tag]
-    if clicks >= 2:  # the rank index alone answers
-        condition = f" AND events >= 2 AND events >= ?{condition}"
-        parameters = [clicks, *parameters]
-    [(count,)] = db.query(
-        "SELECT count(*) FROM"
-        f" (SELECT 1 FROM link_totals WHERE kind = 'click'{condition} LIMIT ?) AS found",
-        [*parameters, most + 1],
-    )
-    return int(count)
-
-
 def _top_in_hours(
     db: Database,
     query: StatsQuery,
@@ -1050,9 +1031,10 @@ def _top_in_hours(
     clicks C{edge_clicks} (LinkID: [clicks, bot clicks]) in the partial hours at its ends.
 
     Links are read most clicked over all time first, and their clicks in the range added
-    up, until a link's clicks over all time are fewer than the last of the top links' in
-    the range: no link after it can enter the list. C{None} if that takes reading more
-    than C{budget} links: grouping the range's raw clicks is cheaper then.
+    up, skipping those that cannot enter the list (see L{_walk}). C{None} if that takes
+    reading more than C{budget} links: grouping the range's raw clicks is cheaper then;
+    and at once if the budget does not cover two pages of them, as grouping the few
+    clicks of a short range costs about as much as reading the rank index's first pages.
     """
     if query.top <= 0:
         return []
@@ -1068,6 +1050,8 @@ def _top_in_hours(
                 break
         del best[query.top :]
         return answer()
+    if budget < 2 * _PAGE:
+        return None
     hours, hour_parameters = _hour_conditions(first_hour, end_hour)
     with _by_key(db):
         return _walk(db, query, hours, hour_parameters, edge_clicks, budget)
@@ -1099,28 +1083,77 @@ def _walk(
 ) -> list[tuple[str, int, int]] | None:
     """
     The search of L{_top_in_hours} over ranked links, their clicks in the C{hours}.
+
+    Only the links that can still enter the list are read: those whose clicks in the range
+    could beat the last of the best, or tie with it and come before it by LinkID. A link
+    has at most its clicks over all time in the range, one fewer if its first click is
+    before the range, and none if its clicks all fall outside it: every statement below
+    says so in plain comparisons of the rank index's columns, which it tests without
+    reading the table (PostgreSQL reads the table for each index entry it cannot reject
+    that way, to see whether the row is visible).
     """
     best: list[tuple[int, str, int]] = []  # -clicks, LinkID, bot clicks
-
-    def answer() -> list[tuple[str, int, int]]:
-        return [(link_id, -negative, bots) for negative, link_id, bots in best]
-
+    within = "kind = 'click' AND events >= 2"
+    within_parameters: list[Any] = []
+    if query.tag is not None:
+        within += " AND tag = ?"
+        within_parameters.append(query.tag)
+    if query.start_ms is not None:
+        within += " AND last_ms >= ?"
+        within_parameters.append(query.start_ms)
+    if query.end_ms is not None:
+        within += " AND first_ms < ?"
+        within_parameters.append(query.end_ms)
     read = 0
-    counted_for = 0
-    for page in _ranked_links(db, query):
-        if read > budget:
-            return None
-        read += len(page)
+
+    def threshold() -> tuple[int, str | None]:
+        """
+        The clicks in the range that a link must beat to enter the list, or tie with if it
+        comes before the LinkID given with them. Until the list is full, a link needs two
+        clicks: links clicked once are left to grouping (see the end).
+        """
+        if len(best) < query.top:
+            return 1, None
+        return -best[-1][0], best[-1][1]
+
+    def enters(clicks: int, link_id: str) -> bool:
+        """
+        Whether a link with C{clicks} in the range would enter the list.
+        """
+        least, before = threshold()
+        return clicks > least or (clicks == least and before is not None and link_id < before)
+
+    def most(events: int, first_ms: int, last_ms: int) -> int:
+        """
+        The most clicks a link can have in the range: its clicks over all time, less its
+        first and last when they are outside it.
+        """
+        if query.start_ms is not None and first_ms < query.start_ms:
+            events -= 1
+        if query.end_ms is not None and last_ms >= query.end_ms:
+            events -= 1
+        return events
+
+    def count(page: list[tuple[Any, ...]]) -> None:
+        """
+        Look up the range's clicks of the links of C{page} that can still enter the list.
+        """
         for start in range(0, len(page), _CHUNK_OF_CANDIDATES):
-            chunk = page[start : start + _CHUNK_OF_CANDIDATES]
-            if len(best) == query.top and int(chunk[0][1]) < -best[-1][0]:
-                return answer()
-            counts = {link_id: list(edge_clicks.get(link_id, (0, 0))) for link_id, _, _ in chunk}
+            chunk = [
+                link_id
+                for link_id, events, first_ms, last_ms in page[
+                    start : start + _CHUNK_OF_CANDIDATES
+                ]
+                if enters(most(int(events), int(first_ms), int(last_ms)), link_id)
+            ]
+            if not chunk:
+                continue
+            counts = {link_id: list(edge_clicks.get(link_id, (0, 0))) for link_id in chunk}
             for link_id, clicks, bots in db.query(
                 "SELECT unit, sum(events), sum(bot_events) FROM unit_hours"
                 f" WHERE series = 'click'{hours} AND unit IN ({_marks(len(chunk))})"
                 " GROUP BY unit",
-                [*hour_parameters, *counts],
+                [*hour_parameters, *chunk],
             ):
                 counts[link_id][0] += int(clicks)
                 counts[link_id][1] += int(bots)
@@ -1129,13 +1162,84 @@ def _walk(
             )
             best.sort()
             del best[query.top :]
-        if len(best) == query.top and -best[-1][0] != counted_for:
-            # How many links could still enter the list (counted again only once the last
-            # of the best has more clicks: the count is of the index's rows).
-            counted_for = -best[-1][0]
-            if _candidates(db, query, counted_for, budget) > budget:
+
+    def select(conditions: str, parameters: list[Any], order: str) -> list[tuple[Any, ...]]:
+        return db.query(
+            f"SELECT link_id, events, first_ms, last_ms FROM link_totals WHERE {within}"
+            f"{conditions} ORDER BY {order} LIMIT ?",
+            [*within_parameters, *parameters, _PAGE],
+        )
+
+    # First the links whose clicks over all time, less one, beat the last of the best,
+    # in rank order.
+    after: tuple[int, str] | None = None  # (clicks, LinkID) of the last link read
+    counted_for: tuple[int, str | None] | None = None
+    while True:
+        if read > budget:
+            return None
+        least, before = threshold()
+        conditions = " AND events >= ?"
+        parameters: list[Any] = [least + 2]
+        if after is not None:
+            conditions += " AND events <= ? AND (events < ? OR link_id > ?)"
+            parameters += [after[0], after[0], after[1]]
+        if before is not None and counted_for != (least, before):
+            # How many of them are left (counted again only once the last of the best
+            # changes): more than the budget, and grouping is cheaper.
+            counted_for = (least, before)
+            [(left,)] = db.query(
+                "SELECT count(*) FROM (SELECT 1 FROM link_totals"
+                f" WHERE {within}{conditions} LIMIT ?) AS found",
+                [*within_parameters, *parameters, budget - read + 1],
+            )
+            if int(left) > budget - read:
                 return None
-    return answer()
+        page = select(conditions, parameters, "events DESC, link_id")
+        read += len(page)
+        count(page)
+        if page:
+            after = (int(page[-1][1]), page[-1][0])
+        if len(page) < _PAGE:
+            break
+    # Then, tier by tier, those that could still tie or beat it: the ones with one more
+    # click than it, their first in the range or coming before it; and the ones with as
+    # many, their first click in the range and coming before it.
+    tier = threshold()[0] + 1
+    if after is not None:
+        tier = min(tier, after[0])
+    while tier >= max(threshold()[0], 2):
+        for first_inside in (True, False) if query.start_ms is not None else (True,):
+            following = after[1] if after is not None and after[0] == tier else None
+            while True:
+                if read > budget:
+                    return None
+                least, before = threshold()
+                room = tier - (0 if first_inside else 1) - least
+                if room < 0 or (room == 0 and before is None):
+                    break
+                conditions = " AND events = ?"
+                parameters = [tier]
+                if query.start_ms is not None:
+                    conditions += " AND first_ms >= ?" if first_inside else " AND first_ms < ?"
+                    parameters.append(query.start_ms)
+                if room == 0:
+                    conditions += " AND link_id < ?"
+                    parameters.append(before)
+                if following is not None:
+                    conditions += " AND link_id > ?"
+                    parameters.append(following)
+                page = select(conditions, parameters, "link_id")
+                read += len(page)
+                count(page)
+                if len(page) < _PAGE:
+                    break
+                following = page[-1][0]
+        tier -= 1
+    if len(best) < query.top or -best[-1][0] < 2:
+        # Links clicked once over all time could still enter: they are not in the rank
+        # index, and as many as the range's clicks; grouping those is as cheap.
+        return None
+    return [(link_id, -negative, bots) for negative, link_id, bots in best]
 
 
 def _links_from_rollups(
