@@ -900,6 +900,31 @@ class SQLiteStoreTests(StoreContractMixin, PropertyMixin, TestCase):
         self.assertEqual((totals.clicks.total, totals.opens.total), (3, 2))
         db.close()
 
+    def test_failedRollupAlone(self) -> None:
+        """
+        When the rollups of a group of batches fail, the group's transaction is undone and
+        each batch is stored in one of its own: only the batch that fails alone is refused.
+        """
+        db = self.connection()
+        poison = EVENTS[4][0].event_id
+        plain = sqlite.record_accepted
+
+        def record_accepted(db: Any, rows: Any) -> None:
+            if any(row[0] == poison for row in rows):
+                raise sqlite3.OperationalError("the rollups of this batch cannot be written")
+            plain(db, rows)
+
+        self.patch(sqlite, "record_accepted", record_accepted)
+        results = sqlite.ingest_batches(db, [EVENTS[:3], [EVENTS[4]], [EVENTS[3], EVENTS[5]]])
+        self.assertEqual(results[0], IngestResult(3, 0))
+        self.assertIsInstance(results[1], Failure)
+        self.assertEqual(results[2], IngestResult(2, 0))
+        totals = db.transaction(lambda: compute_stats(db, StatsQuery()))
+        self.assertEqual(totals.clicks.total + totals.opens.total, 5)
+        ids = {event_id for (event_id,) in db.query("SELECT event_id FROM events")}
+        self.assertNotIn(poison, ids)
+        db.close()
+
     @run
     async def test_permissions(self) -> None:
         """

@@ -208,8 +208,13 @@ class PackagedLocator:
     """
 
     _database: Any = attrs.field(init=False, factory=lambda: _load_packaged())
-    _tables: _Tables | None = attrs.field(init=False, factory=lambda: _packaged_tables())
-    _places: dict[tuple[bool, str, str], Place] = attrs.field(init=False, factory=dict)
+    # Caches of the library's data, not part of the locator's value.
+    _tables: _Tables | None = attrs.field(
+        init=False, factory=lambda: _packaged_tables(), eq=False, repr=False
+    )
+    _places: dict[tuple[bool, str, str], Place] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
 
     def locate(self, address: Address) -> Place:
         found = self._locate_number(address)

@@ -169,8 +169,29 @@ def ingest_batches(
     failure.
 
     A batch is inserted inside a savepoint of its own, so one that fails leaves the others
-    in; the rollups count the new events of all at once. If the transaction itself fails,
-    so does every batch: none is acknowledged before the commit is on disk.
+    in; the rollups count the new events of all at once. If the transaction itself fails
+    (the rollups, the commit), each batch is tried again in a transaction of its own, so
+    that one batch's failure there is not every batch's; none is acknowledged before its
+    commit is on disk.
+    """
+    together = _ingest_together(db, batches)
+    if not isinstance(together, Failure):
+        return together
+    if len(batches) == 1:
+        return [together]
+    results: list[IngestResult | Failure] = []
+    for rows in batches:
+        alone = _ingest_together(db, [rows])
+        results.extend([alone] if isinstance(alone, Failure) else alone)
+    return results
+
+
+def _ingest_together(
+    db: _Connection, batches: Sequence[Sequence[tuple[Event, Enrichment]]]
+) -> list[IngestResult | Failure] | Failure:
+    """
+    L{ingest_batches} in one transaction; or, if the transaction failed (nothing of it was
+    kept), why.
     """
     results: list[IngestResult | Failure] = []
 
@@ -193,7 +214,7 @@ def ingest_batches(
     try:
         db.transaction(insert, "BEGIN IMMEDIATE")
     except Exception:
-        return [Failure() for _ in batches]
+        return Failure()
     return results
 
 
@@ -316,7 +337,11 @@ class SQLiteStore:
             except IndexError:
                 break
         # Rows are encoded here too: nothing of a batch costs the reactor.
-        outcomes = ingest_batches(db, [rows for rows, _ in taken]) if taken else []
+        try:
+            outcomes = ingest_batches(db, [rows for rows, _ in taken]) if taken else []
+        except BaseException:
+            # Taken from the queue, so _fail_waiting cannot reach them: answered here.
+            outcomes = [Failure()] * len(taken)
         return [(answer, outcome) for (_, answer), outcome in zip(taken, outcomes, strict=True)]
 
     def _fail_waiting(self, reason: Failure) -> None:

@@ -207,6 +207,7 @@ def tune_garbage_collector() -> None:
     about 10,200 to 14,400 events/s with this (docs/performance.rst). Memory stays bounded:
     cycles are still collected, every 50,000 allocations rather than every 700.
     """
+    gc.collect()  # start-up's garbage first: what is frozen is never collected
     gc.freeze()  # the start-up objects: tables, compiled patterns, modules
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
